@@ -1,0 +1,23 @@
+"""nbgrader configuration: the course root is this folder (run nbgrader commands from here).
+
+Autograding runs the project's engine instead of executing notebooks in a
+kernel next to the grading logic; see autograder/nbgrader_plugin.py.
+"""
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearMetadataPreprocessor,
+                                    ClearOutput, DeduplicateIds, LimitOutput, OverwriteCells,
+                                    OverwriteKernelspec, SaveAutoGrades)
+
+from autograder.nbgrader_plugin import GradeWithEngine, RepairFromSource
+
+c = get_config()  # noqa: F821 (provided by nbgrader)
+
+c.CourseDirectory.course_id = "transformers"
+c.CourseDirectory.root = __file__.rsplit("/", 1)[0]
+# Worksheet answers sit in solution regions of cells that are not graded, so that
+# release strips them without turning any into a manual-grading item.
+c.ClearSolutions.enforce_metadata = False
+
+c.Autograde.sanitize_preprocessors = [RepairFromSource, ClearOutput, DeduplicateIds, OverwriteKernelspec,
+                                      OverwriteCells, CheckCellMetadata]
+c.Autograde.autograde_preprocessors = [GradeWithEngine, ClearMetadataPreprocessor, LimitOutput,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]

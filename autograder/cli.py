@@ -1,0 +1,122 @@
+"""`python -m autograder COMMAND`: grade, package for Gradescope, build and release notebooks, demo, bench."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import sandbox
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from .batch import discover, grade_batch
+    from .grade import Assignment
+    from .report import table
+
+    assignment = Assignment.load(args.assignment)
+    level = sandbox.detect_level(args.isolation)
+    print(f"isolation: {level}", file=sys.stderr)
+    if level != sandbox.STRONGEST:
+        print(f"WARNING: grading at isolation level {level!r}, weaker than {sandbox.STRONGEST!r}: "
+              "student code is less contained (see the README's security section)", file=sys.stderr)
+    if args.require_isolation:
+        sandbox.require_isolation(level, args.require_isolation)
+    submissions = discover([Path(p) for p in args.paths], args.assignment)
+    if not submissions:
+        print(f"no submissions of {args.assignment!r} found under {' '.join(args.paths)}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    results = grade_batch(assignment, submissions, out, jobs=args.jobs, force=args.force, level=level,
+                          device=args.device)
+    wanted = {s.id for s in submissions}
+    print(table([r for r in results if r["extra_data"]["submission"] in wanted], assignment.item_names))
+    print(f"results: {out}/<submission>.json, {out}/grades.csv", file=sys.stderr)
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from . import build
+
+    if args.check:
+        stale = build.stale(args.names or None)
+        if stale:
+            print(f"out of date: {', '.join(stale)}; run `make notebooks`", file=sys.stderr)
+            return 1
+        return 0
+    for path in build.build(args.names or None):
+        print(f"built {path}")
+    return 0
+
+
+def _gradescope(args: argparse.Namespace) -> int:
+    from .gradescope import package
+
+    print(f"wrote {package(args.assignment, Path(args.out))}")
+    return 0
+
+
+def _gradescope_run(args: argparse.Namespace) -> int:
+    from .gradescope import run
+
+    return run(args.assignment, Path(args.root))
+
+
+def _release(args: argparse.Namespace) -> int:
+    from .release import release
+
+    for path in release(args.names or None):
+        print(f"released {path}")
+    return 0
+
+
+def _solutions(args: argparse.Namespace) -> int:
+    from .release import render_solutions
+
+    render_solutions(args.names or None, Path(args.out))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="autograder", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    grade = commands.add_parser("grade", help="grade submissions into Gradescope-schema JSON and grades.csv")
+    grade.add_argument("assignment")
+    grade.add_argument("paths", nargs="+", metavar="PATH",
+                       help="a notebook, or a folder in nbgrader's submitted/<student>/<assignment>/ layout")
+    grade.add_argument("--out", required=True, help="folder for <submission>.json and grades.csv")
+    grade.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    grade.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    grade.add_argument("--force", action="store_true", help="regrade submissions that already have a result")
+    grade.add_argument("--isolation", choices=sandbox.LEVELS, default=None,
+                       help="use this isolation level instead of the strongest available")
+    grade.add_argument("--require-isolation", choices=sandbox.LEVELS, default=None, metavar="LEVEL",
+                       help="refuse to grade below LEVEL")
+    grade.set_defaults(run=_grade)
+
+    notebooks = commands.add_parser("build", help="build assignments/source/*.ipynb from the authoring files")
+    notebooks.add_argument("names", nargs="*")
+    notebooks.add_argument("--check", action="store_true", help="only report notebooks that are out of date")
+    notebooks.set_defaults(run=_build)
+
+    package = commands.add_parser("gradescope", help="write a Gradescope autograder zip for ASSIGNMENT")
+    package.add_argument("assignment")
+    package.add_argument("--out", required=True, help="path of the zip to write")
+    package.set_defaults(run=_gradescope)
+
+    inside = commands.add_parser("gradescope-run", help="(used by run_autograder inside Gradescope)")
+    inside.add_argument("assignment")
+    inside.add_argument("--root", default="/autograder")
+    inside.set_defaults(run=_gradescope_run)
+
+    release = commands.add_parser("release", help="student versions into assignments/release/ (all, or NAMES)")
+    release.add_argument("names", nargs="*")
+    release.set_defaults(run=_release)
+
+    solutions = commands.add_parser("solutions", help="executed solution notebooks as HTML for staff to post")
+    solutions.add_argument("names", nargs="*")
+    solutions.add_argument("--out", default="build/solutions")
+    solutions.set_defaults(run=_solutions)
+
+    args = parser.parse_args(argv)
+    return args.run(args)

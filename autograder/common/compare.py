@@ -1,0 +1,111 @@
+"""Compare a received value with an expected one and say, in plain words, how they differ.
+
+Used by the grader (on values rebuilt from the worker's bytes) and by the
+students' self-checks, so a student sees the same wording in both places.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .tolerances import tolerance_for
+
+SMALL = 24  # tensors with at most this many elements are printed in full
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Why `received` is not `expected`: a one-line reason plus the evidence."""
+
+    what: str
+    reason: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.what}: {self.reason}"
+        return f"{text}\n{self.detail}" if self.detail else text
+
+
+def describe(value: object) -> str:
+    """A short description: shape and dtype, and the values when small."""
+    if type(value) is torch.Tensor:
+        head = f"tensor of shape {tuple(value.shape)}, {str(value.dtype).removeprefix('torch.')}"
+        if value.device.type != "cpu":
+            head += f", on {value.device}"
+        if value.numel() <= SMALL:
+            return f"{head}: {_format_values(value)}"
+        return head
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(describe(v) for v in value)
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _format_values(t: torch.Tensor) -> str:
+    values = t.detach().cpu()
+    if values.dtype in (torch.bfloat16, torch.float16):
+        values = values.float()
+    with torch.no_grad():
+        return str(values.tolist())
+
+
+def compare_tensors(expected: torch.Tensor, received: object, what: str = "output",
+                    *, gradient: bool = False) -> Mismatch | None:
+    """None when `received` matches `expected` in type, dtype, shape, device and value (within the dtype's tolerance)."""
+    if type(received) is not torch.Tensor:
+        kind = "a subclass of torch.Tensor" if isinstance(received, torch.Tensor) else f"a {type(received).__name__}"
+        return Mismatch(what, f"expected a torch.Tensor but got {kind}")
+    if received.dtype != expected.dtype:
+        return Mismatch(what, f"dtype is {_name(received.dtype)} but should be {_name(expected.dtype)} "
+                              "(outputs keep the dtype of the inputs)")
+    if received.device.type != expected.device.type:
+        return Mismatch(what, f"is on {received.device} but the inputs were on {expected.device} "
+                              "(create new tensors with device=x.device)")
+    if received.shape != expected.shape:
+        return Mismatch(what, f"shape is {tuple(received.shape)} but should be {tuple(expected.shape)}")
+    exp = expected.detach().cpu()
+    got = received.detach().cpu()
+    if not exp.is_floating_point():
+        wrong = exp != got
+        if not wrong.any():
+            return None
+        return Mismatch(what, "values differ", _first_difference(exp, got, wrong))
+    exp64, got64 = exp.double(), got.double()
+    nan_wrong = torch.isnan(got64) & ~torch.isnan(exp64)
+    if nan_wrong.any():
+        return Mismatch(what, "contains NaN where the expected value is a number "
+                              "(a row with nothing to attend to? a division by zero?)",
+                        _first_difference(exp64, got64, nan_wrong))
+    tol = tolerance_for(expected.dtype, gradient=gradient)
+    both_nan = torch.isnan(got64) & torch.isnan(exp64)
+    same_inf = torch.isinf(exp64) & (exp64 == got64)
+    close = (got64 - exp64).abs() <= tol.atol + tol.rtol * exp64.abs()
+    wrong = ~(close | both_nan | same_inf)
+    if not wrong.any():
+        return None
+    return Mismatch(what, f"values differ beyond the tolerance for {_name(expected.dtype)} "
+                          f"(rtol={tol.rtol:g}, atol={tol.atol:g})",
+                    _first_difference(exp64, got64, wrong))
+
+
+def _first_difference(exp: torch.Tensor, got: torch.Tensor, wrong: torch.Tensor) -> str:
+    index = tuple(int(i) for i in wrong.nonzero()[0])
+    lines = [f"  first difference at index {list(index)}: expected {exp[index].item():.6g}, got {got[index].item():.6g}",
+             f"  {int(wrong.sum())} of {wrong.numel()} entries differ"]
+    if exp.is_floating_point():
+        diff = (got - exp).abs()
+        finite = torch.isfinite(diff)
+        if finite.any():
+            max_abs = diff[finite].max().item()
+            rel = diff[finite] / exp[finite].abs().clamp_min(1e-12)
+            lines.append(f"  max abs error {max_abs:.3g}, max rel error {rel.max().item():.3g}")
+    if exp.numel() <= SMALL:
+        lines.append(f"  expected {_format_values(exp)}")
+        lines.append(f"  received {_format_values(got)}")
+    return "\n".join(lines)
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")

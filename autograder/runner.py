@@ -1,0 +1,81 @@
+"""Run one check: hypothesis searches for an example the student gets wrong and shrinks it.
+
+Everything that decides the outcome happens here, in the grader's process:
+the student's code only ever runs in the worker behind `student`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, Phase, given, settings
+
+from .common.compare import Mismatch, describe
+from .rubric import Check
+from .sandbox import WorkerError
+
+
+class _Failed(Exception):
+    """A failing example; hypothesis shrinks while this is raised."""
+
+    def __init__(self, mismatch: Mismatch, example: object):
+        super().__init__(str(mismatch))
+        self.mismatch = mismatch
+        self.example = example
+
+
+class _WorkerLost(BaseException):
+    """The worker timed out or died: stop searching at once (a BaseException, so hypothesis does not shrink)."""
+
+    def __init__(self, error: WorkerError):
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Outcome:
+    check: Check
+    passed: bool
+    message: str = ""            # why it failed, with the minimal example; empty when passed
+    worker_lost: bool = False    # the session must be restarted before the next check
+    seconds: float = 0.0
+
+
+def run_check(check: Check, student: object) -> Outcome:
+    """Search for a counterexample to `check`; return the minimal one if any."""
+    start = time.perf_counter()
+
+    @settings(derandomize=True, database=None, deadline=None, max_examples=check.max_examples,
+              suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
+              phases=(Phase.explicit, Phase.generate, Phase.shrink), print_blob=False)
+    @given(check.strategy)
+    def search(example: object) -> None:
+        try:
+            mismatch = check.run(example, student)
+        except WorkerError as error:
+            raise _WorkerLost(error) from None
+        if mismatch is not None:
+            raise _Failed(mismatch, example)
+
+    try:
+        search()
+    except _Failed as failure:
+        return Outcome(check, False, _failure_text(check, failure), seconds=time.perf_counter() - start)
+    except _WorkerLost as lost:
+        return Outcome(check, False, f"{lost.error}\n  hint: {check.hint}", worker_lost=True,
+                       seconds=time.perf_counter() - start)
+    return Outcome(check, True, seconds=time.perf_counter() - start)
+
+
+def describe_example(example: object) -> str:
+    """The example as 'name = value' lines (dict-like examples) or one description."""
+    fields = example if isinstance(example, dict) else getattr(example, "__dict__", None)
+    if not fields:
+        return f"    {describe(example)}"
+    return "\n".join(f"    {key} = {describe(value)}" for key, value in fields.items())
+
+
+def _failure_text(check: Check, failure: _Failed) -> str:
+    return (f"{failure.mismatch}\n"
+            f"  smallest failing input:\n{describe_example(failure.example)}\n"
+            f"  hint: {check.hint}")

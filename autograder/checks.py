@@ -30,12 +30,12 @@ class Call:
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
     seed: int = 0
+    names: tuple[str, ...] = ()   # parameter names of `args`, for the report
 
     @property
     def __dict__(self) -> dict:  # what `describe_example` prints
-        shown = {f"arg{i}": a for i, a in enumerate(self.args)}
-        shown.update(self.kwargs)
-        return shown
+        names = self.names or tuple(f"arg{i}" for i in range(len(self.args)))
+        return {**dict(zip(names, self.args)), **self.kwargs}
 
 
 def _clone(value: Any) -> Any:
@@ -48,8 +48,10 @@ def _clone(value: Any) -> Any:
     return value
 
 
-def compare_values(expected: Any, received: Any, what: str) -> Mismatch | None:
-    """Compare nested tuples of tensors and plain numbers; say where the first difference is."""
+def compare_values(expected: Any, received: Any, what: str, parts: tuple[str, ...] = ()) -> Mismatch | None:
+    """Compare nested tuples of tensors and plain numbers; say where the first difference is.
+
+    `parts` names the elements of a returned tuple (e.g. ("output", "weights")) in the report."""
     why_opaque = getattr(received, "why", None)
     if why_opaque is not None:
         return Mismatch(what, f"returned {why_opaque}, which cannot be compared with a torch.Tensor or number")
@@ -59,7 +61,7 @@ def compare_values(expected: Any, received: Any, what: str) -> Mismatch | None:
         if not isinstance(received, (tuple, list)) or len(received) != len(expected):
             return Mismatch(what, f"should return {len(expected)} values as a tuple but returned {describe(received)}")
         for index, (e, r) in enumerate(zip(expected, received)):
-            mismatch = compare_values(e, r, f"{what}[{index}]")
+            mismatch = compare_values(e, r, parts[index] if index < len(parts) else f"{what}[{index}]")
             if mismatch:
                 return mismatch
         return None
@@ -70,20 +72,22 @@ def compare_values(expected: Any, received: Any, what: str) -> Mismatch | None:
     return None
 
 
-def _inputs_unchanged(target: str, before: tuple, after: list) -> Mismatch | None:
+def _inputs_unchanged(target: str, names: tuple[str, ...], before: tuple, after: list) -> Mismatch | None:
     for index, (original, now) in enumerate(zip(before, after)):
+        name = names[index] if index < len(names) else f"argument {index}"
         if isinstance(original, torch.Tensor) and not (
                 type(now) is torch.Tensor and now.shape == original.shape
                 and torch.equal(torch.nan_to_num(now), torch.nan_to_num(original.cpu()))):
-            return Mismatch(target, f"modified its argument {index} in place; "
+            return Mismatch(target, f"modified {name} in place; "
                                     "compute new tensors instead of writing into the inputs")
     return None
 
 
 def matches_reference(target: str, reference: Callable, strategy: st.SearchStrategy, *, hint: str,
                       title: str = "matches the reference on hypothesis-drawn inputs",
-                      max_examples: int = 100, weight: float = 1.0) -> Check:
-    """`strategy` draws `Call`s; the student's `target` must return what `reference` returns."""
+                      parts: tuple[str, ...] = (), max_examples: int = 100, weight: float = 1.0) -> Check:
+    """`strategy` draws `Call`s; the student's `target` must return what `reference` returns
+    (`parts` names the elements of a returned tuple)."""
     def run(call: Call, student: Student) -> Mismatch | None:
         expected = reference(*_clone(call.args), **_clone(call.kwargs))
         student.seed = call.seed
@@ -91,7 +95,8 @@ def matches_reference(target: str, reference: Callable, strategy: st.SearchStrat
             received, args_after = student.call(target, call.args, call.kwargs)
         except StudentRaised as error:
             return Mismatch(target, f"raised {error}")
-        return compare_values(expected, received, target) or _inputs_unchanged(target, call.args, args_after)
+        return (compare_values(expected, received, target, parts)
+                or _inputs_unchanged(target, call.names, call.args, args_after))
 
     return Check("matches_reference", title, hint, strategy, run, max_examples, weight)
 
@@ -104,20 +109,23 @@ class ModuleCall:
     args: tuple
     kwargs: dict = field(default_factory=dict)
     grad_inputs: tuple[int, ...] = ()
+    dtype: torch.dtype = torch.float32   # parameters are cast to this before the state_dict is loaded
     seed: int = 0
+    names: tuple[str, ...] = ()          # parameter names of `args`, for the report
 
     @property
     def __dict__(self) -> dict:
-        shown = {"constructor arguments": self.init_args}
-        shown.update({f"forward arg{i}": a for i, a in enumerate(self.args)})
-        shown.update(self.kwargs)
-        return shown
+        names = self.names or tuple(f"arg{i}" for i in range(len(self.args)))
+        return {"constructor arguments": self.init_args, **dict(zip(names, self.args)), **self.kwargs}
+
+    def arg_name(self, index: int) -> str:
+        return self.names[index] if index < len(self.names) else f"argument {index}"
 
 
 def _reference_run(reference_cls: type, call: ModuleCall) -> tuple[dict, tuple, list, list, dict]:
     """Build the reference module, run forward and backward; return what the student must reproduce."""
     torch.manual_seed(call.seed)
-    module = reference_cls(*call.init_args).eval()
+    module = reference_cls(*call.init_args).to(call.dtype).eval()
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}
     args = [_clone(a) for a in call.args]
     for index in call.grad_inputs:
@@ -136,20 +144,20 @@ def _reference_run(reference_cls: type, call: ModuleCall) -> tuple[dict, tuple, 
 
 def module_matches_reference(target: str, reference_cls: type, strategy: st.SearchStrategy, *, hint: str,
                              title: str = "outputs and gradients match the reference with its weights loaded",
-                             max_examples: int = 100, weight: float = 1.0) -> Check:
+                             parts: tuple[str, ...] = (), max_examples: int = 100, weight: float = 1.0) -> Check:
     """`strategy` draws `ModuleCall`s; outputs, input gradients and parameter gradients must all agree."""
     def run(call: ModuleCall, student: Student) -> Mismatch | None:
         state, outputs, grad_outputs, input_grads, param_grads = _reference_run(reference_cls, call)
         student.seed = call.seed
         try:
-            got = student.module(target, call.init_args, {}, state, call.args, call.kwargs,
+            got = student.module(target, call.init_args, {}, state, call.args, call.kwargs, dtype=call.dtype,
                                  grad_inputs=call.grad_inputs, grad_outputs=grad_outputs)
         except StudentRaised as error:
             return Mismatch(target, f"raised {error}")
-        mismatch = compare_values(outputs, tuple(got.outputs), f"{target} outputs")
-        for index, expected in zip(call.grad_inputs, input_grads):
-            mismatch = mismatch or compare_tensors(expected, got.input_grads[call.grad_inputs.index(index)],
-                                                   f"gradient of forward arg{index}", gradient=True)
+        mismatch = compare_values(outputs, tuple(got.outputs), f"{target} outputs", parts)
+        for position, (index, expected) in enumerate(zip(call.grad_inputs, input_grads)):
+            mismatch = mismatch or compare_tensors(expected, got.input_grads[position],
+                                                   f"gradient of {call.arg_name(index)}", gradient=True)
         for name, expected in param_grads.items():
             if mismatch:
                 break
@@ -189,4 +197,4 @@ def rejects_bad_arguments(target: str, cases: list[BadCall], *, hint: str, weigh
         return None
 
     return Check("rejects_bad_arguments", "raises ValueError for bad arguments", hint,
-                 st.just(tuple(cases)), run, max_examples=1, weight=weight)
+                 st.just(tuple(cases)), run, max_examples=1, weight=weight, show_example=False)

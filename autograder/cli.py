@@ -76,6 +76,32 @@ def _solutions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from .batch import discover, grade_batch
+    from .build import ROOT
+    from .grade import Assignment, known_assignments
+    from .release import release
+    from .report import table
+    from .samples import description, write_samples
+
+    names = args.names or known_assignments()
+    release(names)
+    level = sandbox.detect_level()
+    print(f"isolation: {level}")
+    for name in names:
+        folder = ROOT / "build" / "demo" / name
+        write_samples(name, folder / "submitted")
+        assignment = Assignment.load(name)
+        results = grade_batch(assignment, discover([folder / "submitted"], name), folder / "grades",
+                              jobs=args.jobs, force=True, level=level, progress=None)
+        print(f"\n{name}: sample submissions graded (results in {folder / 'grades'})")
+        print(table(results, assignment.item_names))
+        for result in results:
+            submission = result["extra_data"]["submission"]
+            print(f"  {submission}: {description(name, submission)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autograder", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     solutions.add_argument("names", nargs="*")
     solutions.add_argument("--out", default="build/solutions")
     solutions.set_defaults(run=_solutions)
+
+    demo = commands.add_parser("demo", help="release, grade the bundled sample submissions, print the table")
+    demo.add_argument("names", nargs="*", help="assignments (default: every graded one)")
+    demo.add_argument("--jobs", type=int, default=2)
+    demo.set_defaults(run=_demo)
 
     args = parser.parse_args(argv)
     return args.run(args)

@@ -31,6 +31,7 @@ class Check:
     run: CheckBody
     max_examples: int = 100
     weight: float = 1.0
+    show_example: bool = True     # False when the mismatch itself names the input (fixed cases)
 
 
 @dataclass(frozen=True)

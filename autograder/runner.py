@@ -76,6 +76,5 @@ def describe_example(example: object) -> str:
 
 
 def _failure_text(check: Check, failure: _Failed) -> str:
-    return (f"{failure.mismatch}\n"
-            f"  smallest failing input:\n{describe_example(failure.example)}\n"
-            f"  hint: {check.hint}")
+    example = f"  smallest failing input:\n{describe_example(failure.example)}\n" if check.show_example else ""
+    return f"{failure.mismatch}\n{example}  hint: {check.hint}"

@@ -44,10 +44,10 @@ class Student:
         return proxy
 
     def module(self, target: str, init_args: tuple, init_kwargs: dict | None, state_dict: dict[str, torch.Tensor],
-               args: tuple, kwargs: dict | None = None, *, grad_inputs: tuple[int, ...] = (),
+               args: tuple, kwargs: dict | None = None, *, dtype: torch.dtype, grad_inputs: tuple[int, ...] = (),
                grad_outputs: list[torch.Tensor | None] | None = None, train: bool = False) -> Any:
         """Build the student's module `target`, load `state_dict`, run forward (and backward); return the result."""
-        result = self.session.call_module(target, list(init_args), dict(init_kwargs or {}), state_dict, train=train,
+        result = self.session.call_module(target, list(init_args), dict(init_kwargs or {}), state_dict, dtype=dtype, train=train,
                                           method="forward", args=list(args), kwargs=dict(kwargs or {}),
                                           grad_inputs=list(grad_inputs), grad_outputs=grad_outputs, seed=self.seed)
         if not result.ok:

@@ -98,9 +98,11 @@ def _first_difference(exp: torch.Tensor, got: torch.Tensor, wrong: torch.Tensor)
         diff = (got - exp).abs()
         finite = torch.isfinite(diff)
         if finite.any():
-            max_abs = diff[finite].max().item()
-            rel = diff[finite] / exp[finite].abs().clamp_min(1e-12)
-            lines.append(f"  max abs error {max_abs:.3g}, max rel error {rel.max().item():.3g}")
+            text = f"  max abs error {diff[finite].max().item():.3g}"
+            nonzero = finite & (exp != 0)
+            if nonzero.any():
+                text += f", max rel error {(diff[nonzero] / exp[nonzero].abs()).max().item():.3g}"
+            lines.append(text)
     if exp.numel() <= SMALL:
         lines.append(f"  expected {_format_values(exp)}")
         lines.append(f"  received {_format_values(got)}")

@@ -1,0 +1,1 @@
+"""The grading engine: strategies, checks, rubrics, sandboxed worker, reports and CLI."""

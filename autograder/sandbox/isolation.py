@@ -1,0 +1,188 @@
+"""Isolation levels: how the worker is walled off from the grader, strongest first.
+
+- "bwrap": bubblewrap namespaces (user, pid, net, ipc, uts, mount). The worker
+  sees a read-only root holding only the system libraries, the Python
+  install and the virtual environment; the project (references, rubrics,
+  submissions, gradebook) does not exist there, the network is unreachable,
+  the environment is empty, /tmp is a small private tmpfs. When the grader
+  runs as root the sandbox runs as the unprivileged user nobody.
+- "rlimits": no usable bubblewrap but root: a separate process started from
+  a clean interpreter, as user nobody, in its own session, with resource
+  limits and an empty environment. The project is still on disk: imports of
+  `solutions` and `autograder` are refused, but a determined student can
+  read world-readable files. Say so to whoever grades at this level.
+- "unprotected": neither (a laptop without root or user namespaces): the
+  same separate process, as the grading user. Fine for trying the tool, not
+  for grading strangers' code.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+LEVELS = ("bwrap", "rlimits", "unprotected")
+STRONGEST = LEVELS[0]
+NOBODY = 65534
+WORKER_DIR = Path(__file__).resolve().parent
+SANDBOX_WORKER_DIR = "/grader"
+ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+       "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+class IsolationError(Exception):
+    """The requested isolation level cannot be had here."""
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _traversable_by_nobody(path: Path) -> bool:
+    """Whether every folder above `path` lets other users through (root's home usually does not)."""
+    for parent in [path, *path.parents]:
+        try:
+            if not parent.stat().st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+class Launch:
+    """Builds the command that starts the fork server at a given level, and owns what it needs on disk."""
+
+    def __init__(self, level: str, tmp_bytes: int, device: str = "cpu"):
+        if level not in LEVELS:
+            raise IsolationError(f"unknown isolation level {level!r}; choose one of {', '.join(LEVELS)}")
+        self.level = level
+        self.tmp_bytes = tmp_bytes
+        self.device = device
+        self.stage = Path(tempfile.mkdtemp(prefix="autograder-stage-"))
+        os.chmod(self.stage, 0o755)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+    def command(self, control_fd: int) -> list[str]:
+        """The command that starts the fork server, talking on `control_fd`."""
+        if self.level == "bwrap":
+            return self.wrap([sys.executable, "-I", f"{SANDBOX_WORKER_DIR}/worker.py", str(control_fd), "sandboxed"])
+        # Outside bwrap the worker files are copied to a folder the unprivileged user can read.
+        for name in ("worker.py", "wire.py"):
+            shutil.copy(WORKER_DIR / name, self.stage / name)
+            os.chmod(self.stage / name, 0o644)
+        return self.wrap([sys.executable, "-I", str(self.stage / "worker.py"), str(control_fd), "plain"])
+
+    def wrap(self, program: list[str]) -> list[str]:
+        """`program` as this level runs it."""
+        if self.level == "bwrap":
+            return self._bwrap(program)
+        if self.level == "rlimits" and _is_root():
+            return self._as_nobody(program, hide_project=True)
+        return program
+
+    def preexec(self) -> None:
+        """Runs in the child before exec: its own session, so the grader can kill the whole group."""
+        os.setsid()
+
+    def _stage(self, path: Path) -> Path:
+        stage = self.stage / f"bind{len(list(self.stage.glob('bind*')))}"
+        stage.mkdir()
+        return stage
+
+    def _as_nobody(self, program: list[str], *, hide_project: bool, reachable: tuple[Path, ...] = ()) -> list[str]:
+        """As root: in a private mount namespace, make the Python install reachable for nobody (root's home
+        usually is not), hide the project tree but its virtual environment, then run `program` as nobody."""
+        steps = []
+        python_home, venv = Path(sys.base_prefix), Path(sys.prefix)
+        for path in (python_home, *reachable):
+            if not _traversable_by_nobody(path):
+                blocked = next(p for p in reversed([path, *path.parents]) if not p.stat().st_mode & 0o001)
+                stage = self._stage(path)
+                steps += [f"mount --bind {shlex.quote(str(path))} {shlex.quote(str(stage))}",
+                          f"mount -t tmpfs -o mode=755,size=1m tmpfs {shlex.quote(str(blocked))}",
+                          f"mkdir -p {shlex.quote(str(path))}",
+                          f"mount --bind {shlex.quote(str(stage))} {shlex.quote(str(path))}"]
+        project = WORKER_DIR.parent.parent
+        if hide_project:
+            keep = venv if project in venv.parents else None
+            stage = self._stage(venv) if keep else None
+            if keep:
+                steps.append(f"mount --bind {shlex.quote(str(venv))} {shlex.quote(str(stage))}")
+            steps.append(f"mount -t tmpfs -o mode=755,size=1m tmpfs {shlex.quote(str(project))}")
+            if keep:
+                steps += [f"mkdir -p {shlex.quote(str(venv))}",
+                          f"mount --bind {shlex.quote(str(stage))} {shlex.quote(str(venv))}"]
+        drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        script = " && ".join([*steps, f"exec {shlex.join(drop + program)}"])
+        return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script]
+
+    def _bwrap(self, program: list[str]) -> list[str]:
+        binds = [(str(p), str(p)) for p in (Path(sys.base_prefix), Path(sys.prefix))]
+        binds.append((str(WORKER_DIR), SANDBOX_WORKER_DIR))
+        args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+                "--proc", "/proc", "--dev", "/dev", "--size", str(self.tmp_bytes), "--tmpfs", "/tmp",
+                "--chdir", "/tmp"]
+        for system in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"):
+            if os.path.exists(system):
+                args += ["--ro-bind", system, system]
+        args += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+        for source, target in binds:
+            args += ["--ro-bind", source, target]
+        if self.device == "cuda":
+            for node in sorted(glob.glob("/dev/nvidia*")):
+                args += ["--dev-bind", node, node]
+        for key, value in ENV.items():
+            args += ["--setenv", key, value]
+        args += ["--remount-ro", "/", *program]  # only /tmp (size-limited) stays writable
+        if not _is_root():
+            return args
+        # As root, bwrap itself runs as nobody; what nobody cannot reach is made reachable first.
+        return self._as_nobody(args, hide_project=False, reachable=(Path(sys.prefix), WORKER_DIR))
+
+
+def _probe(level: str) -> bool:
+    """Whether an interpreter importing torch starts at `level` here."""
+    launch = Launch(level, tmp_bytes=1 << 20)
+    try:
+        argv = launch.wrap([sys.executable, "-I", "-c", "import torch"])
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, timeout=120, preexec_fn=launch.preexec)
+        return result.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        launch.cleanup()
+
+
+_detected: dict[str, str] = {}
+
+
+def detect_level(forced: str | None = None) -> str:
+    """The strongest level that works here, or `forced` (also settable as AUTOGRADER_ISOLATION)."""
+    forced = forced or os.environ.get("AUTOGRADER_ISOLATION")
+    if forced:
+        if forced not in LEVELS:
+            raise IsolationError(f"unknown isolation level {forced!r}; choose one of {', '.join(LEVELS)}")
+        return forced
+    if "level" not in _detected:
+        if shutil.which("bwrap") and (not _is_root() or (shutil.which("unshare") and shutil.which("setpriv"))) \
+                and _probe("bwrap"):
+            _detected["level"] = "bwrap"
+        else:
+            _detected["level"] = "rlimits" if _is_root() else "unprotected"
+    return _detected["level"]
+
+
+def require_isolation(level: str, required: str) -> None:
+    """Refuse to go on when `level` is weaker than `required`."""
+    if LEVELS.index(level) > LEVELS.index(required):
+        raise IsolationError(f"isolation level {level!r} is weaker than the required {required!r}: "
+                             "install bubblewrap (`apt-get install bubblewrap`) and allow user namespaces, "
+                             "or grade as root for 'rlimits'")

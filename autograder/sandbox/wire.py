@@ -1,0 +1,197 @@
+"""The wire format between grader and worker: JSON headers and raw tensor bytes, never pickle.
+
+A message is an 8-byte big-endian length, a UTF-8 JSON header of that length,
+then the payloads whose sizes the header lists. Values are JSON trees:
+
+    {"t": "none"} {"t": "bool", "v": true} {"t": "int", "v": 3} {"t": "float", "v": 0.5 | "nan" | "inf" | "-inf"}
+    {"t": "str", "v": "..."} {"t": "tuple" | "list", "items": [...]} {"t": "dict", "items": [[key, value], ...]}
+    {"t": "tensor", "payload": 0, "dtype": "float32", "shape": [2, 3], "device": "cpu", "requires_grad": false}
+    {"t": "opaque", "type": "numpy.ndarray", "why": "a numpy.ndarray"}
+
+The worker side is untrusted: `decode` treats every byte as hostile (known
+dtypes only, byte counts that match the shape, size caps) and rebuilds each
+tensor itself from bytes. This file imports only the standard library and
+torch, so the sandbox can mount it alone, next to worker.py.
+"""
+from __future__ import annotations
+
+import json
+import math
+import socket
+import struct
+from dataclasses import dataclass
+
+import torch
+
+MAX_HEADER_BYTES = 4 * 1024 * 1024
+MAX_MESSAGE_BYTES = 512 * 1024 * 1024
+MAX_DEPTH = 32
+
+DTYPES = {
+    "float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+    "int64": torch.int64, "int32": torch.int32, "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8,
+    "bool": torch.bool, "complex64": torch.complex64, "complex128": torch.complex128,
+}
+DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+
+
+class ProtocolError(Exception):
+    """The other side sent something that is not a well-formed message."""
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """A returned value that is not data we accept (a tensor subclass, an array, an arbitrary object)."""
+
+    type: str
+    why: str
+
+
+# --- encoding (both sides) ---------------------------------------------------------------------
+
+def _type_name(value: object) -> str:
+    kind = type(value)
+    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def encode(value: object, payloads: list[bytes], depth: int = 0) -> dict:
+    """The JSON tree for `value`; tensor bytes are appended to `payloads`."""
+    if depth > MAX_DEPTH:
+        return {"t": "opaque", "type": "nested", "why": f"a structure nested deeper than {MAX_DEPTH} levels"}
+    if type(value) is torch.Tensor:
+        data = value.detach().to("cpu").contiguous()
+        raw = data.reshape(-1).view(torch.uint8) if data.numel() else torch.empty(0, dtype=torch.uint8)
+        payloads.append(raw.numpy().tobytes())
+        name = DTYPE_NAMES.get(data.dtype)
+        if name is None:
+            return {"t": "opaque", "type": "torch.Tensor", "why": f"a tensor of unsupported dtype {data.dtype}"}
+        return {"t": "tensor", "payload": len(payloads) - 1, "dtype": name, "shape": list(data.shape),
+                "device": str(value.device), "requires_grad": bool(value.requires_grad)}
+    if isinstance(value, torch.Tensor):
+        return {"t": "opaque", "type": _type_name(value),
+                "why": f"a subclass of torch.Tensor ({_type_name(value)}) instead of a plain torch.Tensor"}
+    if value is None:
+        return {"t": "none"}
+    if type(value) is bool:
+        return {"t": "bool", "v": value}
+    if type(value) is int:
+        return {"t": "int", "v": value}
+    if type(value) is float:
+        return {"t": "float", "v": value if math.isfinite(value) else repr(value)}
+    if type(value) is str:
+        return {"t": "str", "v": value[:10_000]}
+    if type(value) in (tuple, list):
+        return {"t": type(value).__name__, "items": [encode(v, payloads, depth + 1) for v in value]}
+    if type(value) is dict:
+        return {"t": "dict", "items": [[str(k), encode(v, payloads, depth + 1)] for k, v in value.items()]}
+    return {"t": "opaque", "type": _type_name(value), "why": f"an object of type {_type_name(value)}"}
+
+
+# --- decoding (untrusted input) ----------------------------------------------------------------
+
+def _int(tree: dict, key: str) -> int:
+    value = tree.get(key)
+    if type(value) is not int:
+        raise ProtocolError(f"{key!r} must be an integer")
+    return value
+
+
+def decode(tree: object, payloads: list[bytes], depth: int = 0) -> object:
+    """Rebuild a value from its tree and payloads, validating everything; tensors come back on the CPU."""
+    if depth > MAX_DEPTH or not isinstance(tree, dict):
+        raise ProtocolError("malformed value")
+    kind = tree.get("t")
+    if kind == "none":
+        return None
+    if kind in ("bool", "int", "str"):
+        value = tree.get("v")
+        if type(value) is not {"bool": bool, "int": int, "str": str}[kind]:
+            raise ProtocolError(f"malformed {kind}")
+        return value
+    if kind == "float":
+        value = tree.get("v")
+        if value in ("nan", "inf", "-inf"):
+            return float(value)
+        if type(value) not in (int, float):
+            raise ProtocolError("malformed float")
+        return float(value)
+    if kind in ("tuple", "list"):
+        items = tree.get("items")
+        if not isinstance(items, list):
+            raise ProtocolError(f"malformed {kind}")
+        decoded = [decode(item, payloads, depth + 1) for item in items]
+        return tuple(decoded) if kind == "tuple" else decoded
+    if kind == "dict":
+        items = tree.get("items")
+        if not isinstance(items, list) or not all(isinstance(p, list) and len(p) == 2 and type(p[0]) is str
+                                                  for p in items):
+            raise ProtocolError("malformed dict")
+        return {key: decode(value, payloads, depth + 1) for key, value in items}
+    if kind == "opaque":
+        return Opaque(str(tree.get("type", "?"))[:200], str(tree.get("why", "an unsupported object"))[:500])
+    if kind == "tensor":
+        return _decode_tensor(tree, payloads)
+    raise ProtocolError(f"unknown value kind {kind!r}")
+
+
+def _decode_tensor(tree: dict, payloads: list[bytes]) -> torch.Tensor:
+    dtype = DTYPES.get(tree.get("dtype"))
+    if dtype is None:
+        raise ProtocolError(f"unknown dtype {tree.get('dtype')!r}")
+    shape = tree.get("shape")
+    if not isinstance(shape, list) or len(shape) > 16 or not all(type(d) is int and 0 <= d < 2**31 for d in shape):
+        raise ProtocolError("malformed shape")
+    index = _int(tree, "payload")
+    if not 0 <= index < len(payloads):
+        raise ProtocolError("payload index out of range")
+    data = payloads[index]
+    numel = math.prod(shape)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if numel * itemsize != len(data):
+        raise ProtocolError(f"tensor of shape {shape} and dtype {tree['dtype']} needs {numel * itemsize} bytes, "
+                            f"got {len(data)}")
+    tensor = torch.frombuffer(bytearray(data), dtype=dtype) if numel else torch.empty(0, dtype=dtype)
+    return tensor.reshape(shape)
+
+
+def tensor_device(tree: object) -> str | None:
+    """The device a tensor was on in the worker (as it reported it)."""
+    return tree.get("device") if isinstance(tree, dict) and isinstance(tree.get("device"), str) else None
+
+
+# --- framing ------------------------------------------------------------------------------------
+
+def send(sock: socket.socket, header: dict, payloads: list[bytes] = ()) -> None:
+    header = dict(header, sizes=[len(p) for p in payloads])
+    body = json.dumps(header, allow_nan=False).encode()
+    sock.sendall(struct.pack(">Q", len(body)) + body)
+    for payload in payloads:
+        sock.sendall(payload)
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = sock.recv(min(remaining, 1 << 20))
+        if not chunk:
+            raise EOFError("connection closed")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def receive(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[dict, list[bytes]]:
+    """One message: (header, payloads). Raises EOFError on a closed connection, ProtocolError on garbage."""
+    (length,) = struct.unpack(">Q", _recv_exact(sock, 8))
+    if length > MAX_HEADER_BYTES:
+        raise ProtocolError(f"header of {length} bytes is over the {MAX_HEADER_BYTES} byte limit")
+    try:
+        header = json.loads(_recv_exact(sock, length))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ProtocolError(f"header is not JSON: {error}") from None
+    sizes = header.get("sizes") if isinstance(header, dict) else None
+    if not isinstance(sizes, list) or not all(type(s) is int and s >= 0 for s in sizes):
+        raise ProtocolError("header lacks a valid list of payload sizes")
+    if sum(sizes) > max_bytes:
+        raise ProtocolError(f"message of {sum(sizes)} bytes is over the {max_bytes} byte limit")
+    return header, [_recv_exact(sock, size) for size in sizes]

@@ -3,9 +3,10 @@
 Autograding runs the project's engine instead of executing notebooks in a
 kernel next to the grading logic; see autograder/nbgrader_plugin.py.
 """
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearMetadataPreprocessor,
-                                    ClearOutput, DeduplicateIds, LimitOutput, OverwriteCells,
-                                    OverwriteKernelspec, SaveAutoGrades)
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds,
+                                    IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec,
+                                    SaveAutoGrades)
 
 from autograder.nbgrader_plugin import GradeWithEngine, RepairFromSource
 
@@ -19,5 +20,5 @@ c.ClearSolutions.enforce_metadata = False
 
 c.Autograde.sanitize_preprocessors = [RepairFromSource, ClearOutput, DeduplicateIds, OverwriteKernelspec,
                                       OverwriteCells, CheckCellMetadata]
-c.Autograde.autograde_preprocessors = [GradeWithEngine, ClearMetadataPreprocessor, LimitOutput,
+c.Autograde.autograde_preprocessors = [GradeWithEngine, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]

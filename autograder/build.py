@@ -166,14 +166,13 @@ def build_notebook(assignment: str) -> nbformat.NotebookNode:
             meta["nbgrader"] = nbg
         new = (nbformat.v4.new_code_cell if cell.cell_type == "code" else nbformat.v4.new_markdown_cell)(source)
         new.metadata = meta
-        new.pop("id", None)
+        new.id = f"{role or cell.cell_type}-{name or len(cells)}"  # stable ids keep rebuilt notebooks identical
         cells.append(new)
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
     }
-    nb.nbformat_minor = 4  # no cell ids: nbgrader 0.9 and every Jupyter front end accept v4.4
     return nb
 
 

@@ -57,7 +57,8 @@ class AttentionInputs:
 @st.composite
 def attention_inputs(draw, dtype: torch.dtype | None = None) -> AttentionInputs:
     """q (..., Lq, E), k (..., Lk, E), v (..., Lk, Ev) with 0-2 batch dims, Lq != Lk allowed, and every mask form:
-    none, bool or float, full or broadcast ((Lq, Lk), (1, Lq, Lk)), rows with no allowed key, with or without is_causal."""
+    none, bool or float, full or broadcast ((Lq, Lk), (1, .., Lq, Lk)), rows with no allowed key, with or without
+    is_causal."""
     dtype = dtype or draw(dtypes())
     batch = tuple(draw(st.lists(dims(1, 3), max_size=2)))
     lq, lk, e, ev = draw(dims()), draw(dims()), draw(dims(1, 5)), draw(dims(1, 5))
@@ -66,7 +67,9 @@ def attention_inputs(draw, dtype: torch.dtype | None = None) -> AttentionInputs:
     k = values((*batch, lk, e), seed + 1, dtype)
     v = values((*batch, lk, ev), seed + 2, dtype)
     kind = draw(st.sampled_from(["none", "bool", "float"]))
-    mask_shape = draw(st.sampled_from([(*batch, lq, lk), (lq, lk), (1, lq, lk)]))
+    # A mask broadcasts *to* the scores' shape, so it never has more leading dimensions than q.
+    shapes = [(*batch, lq, lk), (lq, lk)] + ([(1,) * len(batch) + (lq, lk)] if batch else [])
+    mask_shape = draw(st.sampled_from(shapes))
     mask = None
     if kind == "bool":
         mask = _bools(mask_shape, seed + 3, keep=draw(st.sampled_from([0.0, 0.5, 0.8, 1.0])))

@@ -58,8 +58,7 @@ def compare_tensors(expected: torch.Tensor, received: object, what: str = "outpu
         kind = "a subclass of torch.Tensor" if isinstance(received, torch.Tensor) else f"a {type(received).__name__}"
         return Mismatch(what, f"expected a torch.Tensor but got {kind}")
     if received.dtype != expected.dtype:
-        return Mismatch(what, f"dtype is {_name(received.dtype)} but should be {_name(expected.dtype)} "
-                              "(outputs keep the dtype of the inputs)")
+        return Mismatch(what, f"dtype is {_name(received.dtype)} but should be {_name(expected.dtype)}")
     if received.device.type != expected.device.type:
         return Mismatch(what, f"is on {received.device} but the inputs were on {expected.device} "
                               "(create new tensors with device=x.device)")

@@ -45,7 +45,7 @@ RUBRIC = Rubric(
         )),
         Item("scaled_dot_product_attention", 5.0, (
             matches_reference("scaled_dot_product_attention", ref.scaled_dot_product_attention, attention_calls(),
-                              parts=("output", "weights"),
+                              parts=("output", "weights"), weight=4.0,
                               hint="softmax(q k^T / sqrt(E) + mask) v, with True = may attend, masked scores set to "
                                    "-inf, is_causal aligned top-left, and all-zero weights for a query with no "
                                    "allowed key"),
@@ -56,7 +56,7 @@ RUBRIC = Rubric(
         )),
         Item("MultiHeadAttention", 5.0, (
             module_matches_reference("MultiHeadAttention", ref.MultiHeadAttention, mha_calls(),
-                                     parts=("output", "weights"),
+                                     parts=("output", "weights"), weight=4.0, weight=4.0,
                                      hint="project with q_proj/k_proj/v_proj, give head h the features "
                                           "[h*E/H, (h+1)*E/H), attend per head with every mask applied, "
                                           "concatenate the heads and apply out_proj"),

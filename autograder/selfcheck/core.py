@@ -1,0 +1,151 @@
+"""Run the visible checks of one graded name and print what a student needs to fix.
+
+A `VisibleCheck` pairs a hypothesis strategy with a function that runs the
+student's object on one example and returns a `Mismatch` or None. On failure
+hypothesis shrinks to the smallest example, which is printed with the
+expected and received values and a hint. Student exceptions are shown as
+the student's own error, never as a traceback from these checks.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from ..common.compare import Mismatch, compare_tensors, describe
+
+REGISTRY: dict[str, list["VisibleCheck"]] = {}
+
+
+@dataclass(frozen=True)
+class VisibleCheck:
+    title: str
+    hint: str
+    strategy: st.SearchStrategy
+    run: Callable[[Any, Any], "Mismatch | None"]
+    max_examples: int = 25
+
+
+def register(name: str, *checks: VisibleCheck) -> None:
+    REGISTRY.setdefault(name, []).extend(checks)
+
+
+class _Failed(Exception):
+    def __init__(self, mismatch: Mismatch, example: object):
+        super().__init__(str(mismatch))
+        self.mismatch = mismatch
+        self.example = example
+
+
+def _describe_example(example: object) -> str:
+    fields = example if isinstance(example, dict) else getattr(example, "__dict__", None)
+    if not fields:
+        return f"    {describe(example)}"
+    return "\n".join(f"    {key} = {describe(value)}" for key, value in fields.items())
+
+
+_OURS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _raised_in_student_code(error: BaseException) -> bool:
+    """Whether a frame of the traceback belongs to the student (not to these checks or an installed library)."""
+    for frame in traceback.extract_tb(error.__traceback__):
+        name = frame.filename
+        if not (name.startswith(_OURS) or "site-packages" in name or name.startswith(sys.prefix)
+                or name.startswith(sys.base_prefix) or name.startswith("<frozen")):
+            return True
+    return False
+
+
+def run_visible(check: VisibleCheck, obj: object) -> str | None:
+    """None if `check` holds for `obj`; else the report of the smallest failing example."""
+    @settings(derandomize=True, database=None, deadline=None, max_examples=check.max_examples,
+              suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
+              phases=(Phase.explicit, Phase.generate, Phase.shrink))
+    @given(check.strategy)
+    def search(example: object) -> None:
+        try:
+            mismatch = check.run(example, obj)
+        except Exception as error:  # noqa: BLE001
+            if not _raised_in_student_code(error):
+                raise  # a bug in the checks themselves: show it whole
+            if isinstance(error, NotImplementedError):
+                raise
+            mismatch = Mismatch("your code", f"raised {type(error).__name__}: {error}")
+        if mismatch is not None:
+            raise _Failed(mismatch, example)
+
+    try:
+        search()
+    except _Failed as failure:
+        return (f"{failure.mismatch}\n  smallest failing input:\n{_describe_example(failure.example)}\n"
+                f"  hint: {check.hint}")
+    return None
+
+
+GOLDEN_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "golden.npz")
+
+
+def golden_cases(name: str, path: str = GOLDEN_FILE) -> list[tuple[tuple, dict, tuple]]:
+    """(args, kwargs, expected outputs) of every golden case of `name`, read without pickle."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"the golden values ({path}) are missing: release the assignment again")
+    with np.load(path, allow_pickle=False) as data:
+        keys = [k for k in data.files if k.startswith(f"{name}/")]
+        cases = []
+        for index in sorted({int(k.split("/")[1]) for k in keys}):
+            def part(kind: str) -> dict[str, object]:
+                prefix = f"{name}/{index}/{kind}/"
+                return {k[len(prefix):]: _value(data[k]) for k in keys if k.startswith(prefix)}
+            args, kwargs, out = part("args"), part("kwargs"), part("out")
+            cases.append((tuple(args[str(j)] for j in range(len(args))), kwargs,
+                          tuple(out[str(j)] for j in range(len(out)))))
+    return cases
+
+
+def _value(array: np.ndarray) -> object:
+    return array.item() if array.ndim == 0 and array.dtype != np.bool_ else torch.from_numpy(array.copy())
+
+
+def golden_check(name: str, hint: str) -> VisibleCheck:
+    """The student's `name` reproduces the reference's outputs on the stored golden inputs."""
+    def run(_: object, f) -> Mismatch | None:
+        for args, kwargs, expected in golden_cases(name):
+            out = f(*args, **kwargs)
+            received = out if isinstance(out, tuple) else (out,)
+            for index, (e, r) in enumerate(zip(expected, received)):
+                mismatch = compare_tensors(e, r, f"output {index} on a golden case")
+                if mismatch:
+                    return Mismatch(mismatch.what, mismatch.reason,
+                                    mismatch.detail + "\n  golden input: " + ", ".join(describe(a) for a in args))
+        return None
+    return VisibleCheck("matches golden values computed from the reference", hint, st.just(None), run,
+                        max_examples=1)
+
+
+def check(name: str, obj: object) -> bool:
+    """Run every visible check of `name` against `obj` (your function or class); print the outcome."""
+    if name not in REGISTRY:
+        raise KeyError(f"no checks for {name!r}; checks exist for: {', '.join(sorted(REGISTRY))}")
+    start = time.perf_counter()
+    for index, visible in enumerate(REGISTRY[name]):
+        try:
+            report = run_visible(visible, obj)
+        except NotImplementedError:
+            print(f"✗ {name}: not implemented yet (the cell still raises NotImplementedError)")
+            return False
+        if report is not None:
+            passed = f" ({index} of {len(REGISTRY[name])} checks passed before it)" if index else ""
+            print(f"✗ {name} — {visible.title}{passed}\n{report}")
+            return False
+    titles = "; ".join(v.title for v in REGISTRY[name])
+    print(f"✓ {name} — {len(REGISTRY[name])} checks passed in {time.perf_counter() - start:.1f} s: {titles}")
+    return True

@@ -54,8 +54,13 @@ def discover(paths: list[Path], assignment: str) -> list[Submission]:
             continue
         if not path.is_dir():
             raise SystemExit(f"{path}: no such file or directory")
-        assignment_dirs = [path] if path.name == assignment else sorted(path.glob(f"*/{assignment}"))
-        if assignment_dirs and all(d.is_dir() for d in assignment_dirs):
+        if path.name == assignment:            # submitted/<student>/<assignment>
+            assignment_dirs = [path]
+        elif (path / assignment).is_dir():         # submitted/<student>
+            assignment_dirs = [path / assignment]
+        else:                                      # submitted/
+            assignment_dirs = sorted(d for d in path.glob(f"*/{assignment}") if d.is_dir())
+        if assignment_dirs:
             for folder in assignment_dirs:
                 student = folder.parent.name
                 notebooks = sorted(p for p in folder.glob("*.ipynb") if p.is_file())

@@ -58,44 +58,28 @@ class SolutionSource:
         self.lines = self.text.splitlines()
         self.defs = {node.name: node for node in self.tree.body
                      if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
-        self._emitted_helpers: set[str] = set()
 
     def cell(self, name: str) -> str:
-        """Source for the solution cell of `name`: private helpers it uses, then its definition,
-        with every body inside a solution region so only signatures and docstrings are released."""
+        """Source for the solution cell of `name`: its definition with every body inside a solution region,
+        so only signatures and docstrings are released."""
         if name not in self.defs:
             raise KeyError(f"solutions/{self.path.name} defines no top-level {name!r}")
-        parts = [self._with_regions(self._helper_node(h), region_whole=True)
-                 for h in self._helpers_used(name)]
-        parts.append(self._with_regions(self.defs[name], region_whole=False))
-        return "\n\n\n".join(parts)
-
-    def _helper_node(self, helper: str) -> ast.AST:
-        self._emitted_helpers.add(helper)
-        return self.defs[helper]
-
-    def _helpers_used(self, name: str) -> list[str]:
-        """Private helpers reachable from `name` that no earlier cell has emitted, in file order."""
-        seen: set[str] = set()
-        stack = [name]
-        while stack:
-            node = self.defs[stack.pop()]
-            for sub in ast.walk(node):
-                if isinstance(sub, ast.Name) and sub.id.startswith("_") and sub.id in self.defs \
-                        and sub.id not in seen:
-                    seen.add(sub.id)
-                    stack.append(sub.id)
-        fresh = [h for h in seen if h not in self._emitted_helpers]
-        return sorted(fresh, key=lambda h: self.defs[h].lineno)
+        node = self.defs[name]
+        helpers = sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id.startswith("_")
+                          and n.id in self.defs})
+        if helpers:
+            # A module-level helper would sit outside every solution region, so the released cell would
+            # either leak it or fail when run: keep helpers inside the graded function or class.
+            raise ValueError(f"solutions/{self.path.name}: {name} uses module-level helper(s) {helpers}; "
+                             "define them inside it")
+        return self._with_regions(node)
 
     def _segment(self, node: ast.AST) -> list[str]:
         start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
         return self.lines[start - 1:node.end_lineno]
 
-    def _with_regions(self, node: ast.AST, *, region_whole: bool) -> str:
+    def _with_regions(self, node: ast.AST) -> str:
         lines = self._segment(node)
-        if region_whole:
-            return "\n".join([BEGIN, *lines, END])
         first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
         functions = [node] if isinstance(node, ast.FunctionDef) else \
             [n for n in node.body if isinstance(n, ast.FunctionDef)]

@@ -18,26 +18,6 @@ def causal_mask(seq_len: int, *, device: torch.device | str | None = None) -> Te
     return torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()  # (T, T)
 
 
-def _additive_mask(attn_mask: Tensor | None, is_causal: bool, q_len: int, k_len: int,
-                   dtype: torch.dtype, device: torch.device) -> Tensor | None:
-    """Every mask form as one float mask added to the scores: 0 keeps, -inf removes (None when nothing is masked)."""
-    bias = None
-    if attn_mask is not None:
-        if attn_mask.dtype == torch.bool:
-            bias = torch.zeros(attn_mask.shape, dtype=dtype, device=device).masked_fill(~attn_mask, -math.inf)
-        elif attn_mask.is_floating_point():
-            bias = attn_mask.to(dtype)
-        else:
-            raise ValueError(f"attn_mask must be bool (True = may attend) or floating (added to the scores), "
-                             f"got dtype {attn_mask.dtype}")
-    if is_causal:
-        # Aligned top-left as in torch's SDPA: key j is allowed for query i iff j <= i.
-        allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril()  # (Lq, Lk)
-        causal = torch.zeros(q_len, k_len, dtype=dtype, device=device).masked_fill(~allowed, -math.inf)
-        bias = causal if bias is None else bias + causal
-    return bias
-
-
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
                                  is_causal: bool = False) -> tuple[Tensor, Tensor]:
     """q (..., Lq, E), k (..., Lk, E), v (..., Lk, Ev) -> output (..., Lq, Ev), weights (..., Lq, Lk).
@@ -53,9 +33,18 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Ten
     # Half precision rounds the exponentials too coarsely: score and normalise in float32 at least.
     work = torch.promote_types(q.dtype, torch.float32)
     scores = q.to(work) @ k.to(work).transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., Lq, Lk)
-    bias = _additive_mask(attn_mask, is_causal, q_len, k_len, work, q.device)
-    if bias is not None:
-        scores = scores + bias  # (..., Lq, Lk), -inf where masked
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, -math.inf)  # (..., Lq, Lk)
+        elif attn_mask.is_floating_point():
+            scores = scores + attn_mask.to(work)  # (..., Lq, Lk)
+        else:
+            raise ValueError(f"attn_mask must be bool (True = may attend) or floating (added to the scores), "
+                             f"got dtype {attn_mask.dtype}")
+    if is_causal:
+        # Aligned top-left as in torch's SDPA: key j is allowed for query i iff j <= i.
+        allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=q.device).tril()  # (Lq, Lk)
+        scores = scores.masked_fill(~allowed, -math.inf)  # (..., Lq, Lk), -inf where masked
     # A row that is -inf everywhere would give 0/0: shift it by 0 instead of its -inf maximum, so exp gives zeros.
     row_max = scores.amax(dim=-1, keepdim=True)  # (..., Lq, 1)
     row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))

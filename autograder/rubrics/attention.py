@@ -56,7 +56,7 @@ RUBRIC = Rubric(
         )),
         Item("MultiHeadAttention", 5.0, (
             module_matches_reference("MultiHeadAttention", ref.MultiHeadAttention, mha_calls(),
-                                     parts=("output", "weights"), weight=4.0, weight=4.0,
+                                     parts=("output", "weights"), weight=4.0,
                                      hint="project with q_proj/k_proj/v_proj, give head h the features "
                                           "[h*E/H, (h+1)*E/H), attend per head with every mask applied, "
                                           "concatenate the heads and apply out_proj"),

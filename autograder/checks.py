@@ -170,6 +170,19 @@ def module_matches_reference(target: str, reference_cls: type, strategy: st.Sear
     return Check("matches_reference", title, hint, strategy, run, max_examples, weight)
 
 
+def holds(check_id: str, title: str, prop: Callable, target: str, strategy: st.SearchStrategy, *, hint: str,
+          max_examples: int = 50, weight: float = 1.0) -> Check:
+    """A reference-free property from `autograder.selfcheck` holds for the student's function `target`."""
+    def run(example: Any, student: Student) -> Mismatch | None:
+        student.seed = getattr(example, "seed", 0)
+        try:
+            return prop(student.function(target), example)
+        except StudentRaised as error:
+            return Mismatch(target, f"raised {error}")
+
+    return Check(check_id, title, hint, strategy, run, max_examples, weight)
+
+
 @dataclass(frozen=True)
 class BadCall:
     """Arguments that must be refused, and why they are bad (shown to the student)."""

@@ -11,6 +11,7 @@ included) and writes a self-contained HTML file per name for staff to post.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,11 @@ from . import build
 COURSE = build.ROOT / "assignments"
 RELEASE = COURSE / "release"
 CHECKS_DIR = "course_checks"
+
+
+def nbgrader_env() -> dict[str, str]:
+    """The environment for nbgrader commands: it runs `alembic` from PATH when it creates a gradebook."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 def released_notebook(name: str) -> Path:
@@ -66,7 +72,7 @@ def release(names: list[str] | None = None) -> list[Path]:
     for name in names:
         _write_checks(name)
         subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", name, "--force",
-                        "--log-level=WARN"], cwd=COURSE, check=True)
+                        "--log-level=WARN"], cwd=COURSE, check=True, env=nbgrader_env())
         _finish_release(name)
         paths.append(released_notebook(name))
     return paths

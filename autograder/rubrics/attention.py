@@ -6,7 +6,9 @@ from hypothesis import strategies as st
 from solutions import attention as ref
 
 from .. import strategies as s
-from ..checks import BadCall, Call, ModuleCall, matches_reference, module_matches_reference, rejects_bad_arguments
+from ..checks import (BadCall, Call, ModuleCall, holds, matches_reference, module_matches_reference,
+                      rejects_bad_arguments)
+from ..selfcheck.attention import causal_prefix_invariance
 from ..rubric import Item, Rubric
 
 
@@ -36,7 +38,7 @@ def mha_calls(draw) -> ModuleCall:
 
 RUBRIC = Rubric(
     assignment="attention",
-    version="1",
+    version="2",
     items=(
         Item("causal_mask", 2.0, (
             matches_reference("causal_mask", ref.causal_mask, causal_mask_calls(), max_examples=20,
@@ -49,6 +51,9 @@ RUBRIC = Rubric(
                               hint="softmax(q k^T / sqrt(E) + mask) v, with True = may attend, masked scores set to "
                                    "-inf, is_causal aligned top-left, and all-zero weights for a query with no "
                                    "allowed key"),
+            holds("causal_prefix_invariance", "with is_causal, later keys and values never change earlier outputs",
+                  causal_prefix_invariance, "scaled_dot_product_attention", s.attention_inputs(), max_examples=30,
+                  hint="is_causal must hide every key j > i from query i, in every batch position"),
             rejects_bad_arguments("scaled_dot_product_attention", [
                 BadCall("an integer attn_mask (masks are bool or floating)",
                         s.attention_bad_mask_args(), {}),

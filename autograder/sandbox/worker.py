@@ -21,6 +21,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 import traceback
 
 os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -36,6 +37,7 @@ import wire  # noqa: E402
 torch.set_num_threads(1)
 OUTPUT_LIMIT = 8 * 1024
 PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
 
 
 class CappedText(io.TextIOBase):
@@ -223,22 +225,33 @@ def run_child(sock: socket.socket, limits: dict) -> None:
         os._exit(0)
 
 
-def _kill_strays(keep: set[int]) -> None:
-    """Kill every process of the sandbox but its init and the fork server (left-overs of a submission)."""
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) not in keep:
+def _kill_leftovers() -> None:
+    """Kill every process the last submission left behind. This server is a child subreaper, so even
+    processes that double-forked or started their own session were re-parented to it."""
+    for _ in range(50):
+        children = set()
+        for task in os.listdir(f"/proc/{os.getpid()}/task"):
             try:
-                os.kill(int(entry), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
+                children.update(int(c) for c in open(f"/proc/{os.getpid()}/task/{task}/children").read().split())
+            except OSError:
                 pass
+        if not children:
+            return
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+        _reap()
 
 
-def serve_forever(control: socket.socket, sandboxed: bool) -> None:
+def serve_forever(control: socket.socket) -> None:
     """The fork server: one child per 'fork' request, until the control socket closes.
 
-    The control socket is SOCK_SEQPACKET: every message is one JSON record."""
+    The control socket is SOCK_SEQPACKET: every message is one JSON record. A 'cleanup' request comes
+    after every submission: by then its worker is dead, so every child left is a left-over."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    keep = {1, os.getpid()}
     control.send(json.dumps({"op": "ready"}).encode())
     while True:
         try:
@@ -249,9 +262,8 @@ def serve_forever(control: socket.socket, sandboxed: bool) -> None:
             return
         request = json.loads(message)
         if request.get("op") == "cleanup":
-            if sandboxed:
-                _kill_strays(keep)
             statuses = _reap()
+            _kill_leftovers()
             control.send(json.dumps({"op": "clean", "statuses": statuses}).encode())
             continue
         if not fds:
@@ -294,15 +306,15 @@ def main() -> None:
     sandboxed = sys.argv[2] == "sandboxed"
     if not sandboxed:
         sys.meta_path.insert(0, _RefuseImports())
+    libc = ctypes.CDLL(None)
     # Children run student code as our uid: they must not be able to read or trace this process.
-    try:
-        ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    # Orphans of a submission become our children, so cleanup can find and kill them.
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    serve_forever(control, sandboxed)
+    serve_forever(control)
 
 
 if __name__ == "__main__":

@@ -128,3 +128,129 @@ def mha_inputs(draw, dtype: torch.dtype | None = None) -> MHAInputs:
     padding = _bools((b, lk), seed + 4, keep=0.7) if draw(st.booleans()) else None
     return MHAInputs(embed_dim, heads, draw(st.booleans()), query, key, value, attn_mask, padding,
                      draw(st.booleans()), seed)
+
+
+# --- positional ------------------------------------------------------------------------------------
+
+@dataclass
+class RelativeBiasInputs:
+    """A bias table (num_heads, 2*max_len - 1) and query/key lengths up to max_len."""
+
+    table: torch.Tensor
+    q_len: int
+    k_len: int
+
+
+@st.composite
+def relative_bias_inputs(draw, dtype: torch.dtype | None = None) -> RelativeBiasInputs:
+    """A table for 1-3 heads and max_len 1-6, with q_len and k_len in 1..max_len (often different)."""
+    heads, max_len = draw(dims(1, 3)), draw(dims(1, 6))
+    table = values((heads, 2 * max_len - 1), draw(seeds()), dtype or draw(dtypes()))
+    return RelativeBiasInputs(table, draw(dims(1, max_len)), draw(dims(1, max_len)))
+
+
+@dataclass
+class RotaryInputs:
+    """Vectors x (..., D) with D even and integer positions broadcasting to x.shape[:-1]."""
+
+    x: torch.Tensor
+    positions: torch.Tensor
+
+
+@st.composite
+def rotary_inputs(draw, dtype: torch.dtype | None = None) -> RotaryInputs:
+    """x of shape (B, T, D) or (T, D) with D in 2..8 even; positions (T,) or (B, T), from 0 to 50."""
+    dtype = dtype or draw(dtypes())
+    t, d = draw(dims(1, 5)), 2 * draw(dims(1, 4))
+    batch = (draw(dims(1, 3)),) if draw(st.booleans()) else ()
+    seed = draw(seeds())
+    x = values((*batch, t, d), seed, dtype)
+    shape = (*batch, t) if batch and draw(st.booleans()) else (t,)
+    positions = torch.randint(0, 51, shape, generator=torch.Generator().manual_seed(seed + 1))
+    return RotaryInputs(x, positions)
+
+
+# --- vit ---------------------------------------------------------------------------------------------
+
+@dataclass
+class ImageInputs:
+    """A batch of images (B, C, H, W) whose sides the patch size divides."""
+
+    images: torch.Tensor
+    patch_size: int
+
+
+@st.composite
+def image_inputs(draw, dtype: torch.dtype | None = None) -> ImageInputs:
+    """Images with 1-3 channels, a patch size of 1-4 and 1-3 patches along each side (non-square included)."""
+    p = draw(dims(1, 4))
+    c, b = draw(dims(1, 3)), draw(dims(1, 2))
+    h, w = p * draw(dims(1, 3)), p * draw(dims(1, 3))
+    return ImageInputs(values((b, c, h, w), draw(seeds()), dtype or draw(dtypes())), p)
+
+
+# --- mae ---------------------------------------------------------------------------------------------
+
+# Ratios with at most six decimals, including the ones where float rounding bites (N=10, r=0.9).
+MASK_RATIOS = st.one_of(st.sampled_from([0.0, 0.25, 0.5, 0.75, 0.9, 0.6, 0.3, 0.7]),
+                        st.integers(0, 999_999).map(lambda k: k / 1_000_000))
+
+
+@dataclass
+class MaskingInputs:
+    """Patches x (B, N, D), a mask ratio and noise (B, N) with distinct values in each row."""
+
+    x: torch.Tensor
+    mask_ratio: float
+    noise: torch.Tensor
+
+
+@st.composite
+def masking_inputs(draw, dtype: torch.dtype | None = None) -> MaskingInputs:
+    """B 1-3, N 1-12 (10 often), D 1-4; the noise is a random permutation scaled to [0, 1), so no ties."""
+    b, n, d = draw(dims(1, 3)), draw(st.one_of(st.just(10), dims(1, 12))), draw(dims(1, 4))
+    seed = draw(seeds())
+    generator = torch.Generator().manual_seed(seed + 1)
+    noise = torch.stack([torch.randperm(n, generator=generator) for _ in range(b)]).double() / n
+    return MaskingInputs(values((b, n, d), seed, dtype or draw(dtypes())), draw(MASK_RATIOS), noise)
+
+
+@dataclass
+class LossInputs:
+    """pred and target patches (B, N, K) and a 0/1 mask (B, N) of removed patches."""
+
+    pred: torch.Tensor
+    target: torch.Tensor
+    mask: torch.Tensor
+    norm_pix_loss: bool
+
+
+@st.composite
+def loss_inputs(draw, dtype: torch.dtype | None = None) -> LossInputs:
+    """Sometimes nothing is removed, sometimes everything; K >= 2 when norm_pix_loss."""
+    dtype = dtype or draw(dtypes())
+    norm = draw(st.booleans())
+    b, n, k = draw(dims(1, 3)), draw(dims(1, 6)), draw(dims(2 if norm else 1, 6))
+    seed = draw(seeds())
+    mask = _bools((b, n), seed + 2, keep=draw(st.sampled_from([0.0, 0.5, 1.0]))).to(dtype)
+    return LossInputs(values((b, n, k), seed, dtype), values((b, n, k), seed + 1, dtype), mask, norm)
+
+
+# --- finetune ----------------------------------------------------------------------------------------
+
+@dataclass
+class HiddenInputs:
+    """Encoder output hidden (B, T, D) and an attention_mask (B, T) with 1 = real token."""
+
+    hidden: torch.Tensor
+    attention_mask: torch.Tensor
+
+
+@st.composite
+def hidden_inputs(draw, dtype: torch.dtype | None = None) -> HiddenInputs:
+    """Right-padded rows of random lengths 0..T (a row may be all padding); the mask is int64 like a tokenizer's."""
+    b, t, d = draw(dims(1, 3)), draw(dims(1, 6)), draw(dims(1, 5))
+    seed = draw(seeds())
+    lengths = torch.randint(0, t + 1, (b,), generator=torch.Generator().manual_seed(seed + 1))
+    mask = (torch.arange(t)[None, :] < lengths[:, None]).long()
+    return HiddenInputs(values((b, t, d), seed, dtype or draw(dtypes())), mask)

@@ -229,6 +229,7 @@ def _kill_leftovers() -> None:
     """Kill every process the last submission left behind. This server is a child subreaper, so even
     processes that double-forked or started their own session were re-parented to it."""
     for _ in range(50):
+        _reap()
         children = set()
         for task in os.listdir(f"/proc/{os.getpid()}/task"):
             try:
@@ -262,9 +263,9 @@ def serve_forever(control: socket.socket) -> None:
             return
         request = json.loads(message)
         if request.get("op") == "cleanup":
-            statuses = _reap()
             _kill_leftovers()
-            control.send(json.dumps({"op": "clean", "statuses": statuses}).encode())
+            control.send(json.dumps({"op": "clean", "statuses": EXIT_STATUSES}).encode())
+            EXIT_STATUSES.clear()
             continue
         if not fds:
             continue
@@ -276,17 +277,19 @@ def serve_forever(control: socket.socket) -> None:
         sock.close()
 
 
-def _reap() -> dict[int, int]:
-    """Collect finished children; their raw wait statuses by pid."""
-    statuses = {}
+EXIT_STATUSES: dict[int, int] = {}  # raw wait statuses of finished children, reported at the next cleanup
+
+
+def _reap() -> None:
+    """Collect finished children into EXIT_STATUSES."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return statuses
+            return
         if pid == 0:
-            return statuses
-        statuses[pid] = status
+            return
+        EXIT_STATUSES[pid] = status
 
 
 class _RefuseImports:

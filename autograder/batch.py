@@ -15,6 +15,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from multiprocessing.util import Finalize
 from pathlib import Path
 
 from . import report
@@ -122,6 +123,8 @@ def _init_slot(assignment: str, level: str | None, limits: Limits, device: str) 
     torch.set_num_threads(1)  # references run single-threaded: same rounding whatever the machine
     pool = WorkerPool(level=level, limits=limits, device=device)
     pool.start()
+    # Job slots end through multiprocessing, which runs its finalizers but not atexit handlers.
+    Finalize(pool, pool.close, exitpriority=10)
     _slot = Grader(Assignment.load(assignment), pool, limits)
 
 

@@ -4,23 +4,27 @@
   sees a read-only root holding only the system libraries, the Python
   install and the virtual environment; the project (references, rubrics,
   submissions, gradebook) does not exist there, the network is unreachable,
-  the environment is empty, /tmp is a small private tmpfs. When the grader
-  runs as root the sandbox runs as the unprivileged user nobody.
+  the environment is empty, /tmp and /dev/shm are small private tmpfs. When
+  the grader runs as root the sandbox runs as an unprivileged user id.
 - "rlimits": no usable bubblewrap but root: a separate process started from
-  a clean interpreter, as user nobody, in its own session, with resource
-  limits and an empty environment. The project is still on disk: imports of
-  `solutions` and `autograder` are refused, but a determined student can
-  read world-readable files. Say so to whoever grades at this level.
+  a clean interpreter, as an unprivileged user id, in its own session, with
+  resource limits and an empty environment. Where the kernel lets root make
+  a mount namespace, the project tree is hidden behind an empty tmpfs (the
+  virtual environment excepted) and /tmp, /var/tmp, /dev/shm are small
+  private tmpfs; the network stays reachable. Imports of `solutions` and
+  `autograder` are refused as a second line.
 - "unprotected": neither (a laptop without root or user namespaces): the
   same separate process, as the grading user. Fine for trying the tool, not
   for grading strangers' code.
 """
 from __future__ import annotations
 
+import ctypes
 import glob
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +32,10 @@ from pathlib import Path
 
 LEVELS = ("bwrap", "rlimits", "unprotected")
 STRONGEST = LEVELS[0]
-NOBODY = 65534
+# As root, each fork server runs as a user id of its own, so per-user limits (RLIMIT_NPROC counts every
+# process of a user) never let one job slot's fork bomb starve another.
+POOL_UID_BASE = 200_000
+PR_SET_PDEATHSIG = 1
 WORKER_DIR = Path(__file__).resolve().parent
 SANDBOX_WORKER_DIR = "/grader"
 ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
@@ -63,7 +70,8 @@ class Launch:
         self.level = level
         self.tmp_bytes = tmp_bytes
         self.device = device
-        self.stage = Path(tempfile.mkdtemp(prefix="autograder-stage-"))
+        # As root the stage lives in /run, so that the sandbox can cover /tmp with a small tmpfs of its own.
+        self.stage = Path(tempfile.mkdtemp(prefix="autograder-stage-", dir="/run" if _is_root() else None))
         os.chmod(self.stage, 0o755)
 
     def cleanup(self) -> None:
@@ -88,8 +96,10 @@ class Launch:
         return program
 
     def preexec(self) -> None:
-        """Runs in the child before exec: its own session, so the grader can kill the whole group."""
+        """Runs in the child before exec: its own session, so the grader can kill the whole group, and
+        death with its parent, so a grader killed mid-batch leaves no fork server behind."""
         os.setsid()
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
     def _stage(self, path: Path) -> Path:
         stage = self.stage / f"bind{len(list(self.stage.glob('bind*')))}"
@@ -111,6 +121,9 @@ class Launch:
                           f"mount --bind {shlex.quote(str(stage))} {shlex.quote(str(path))}"]
         project = WORKER_DIR.parent.parent
         if hide_project:
+            # World-writable folders get small tmpfs of their own, so a submission cannot fill the disk.
+            steps += [f"mount -t tmpfs -o size={self.tmp_bytes},mode=1777 tmpfs {folder}"
+                      for folder in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(folder)]
             keep = venv if project in venv.parents else None
             stage = self._stage(venv) if keep else None
             if keep:
@@ -119,16 +132,18 @@ class Launch:
             if keep:
                 steps += [f"mkdir -p {shlex.quote(str(venv))}",
                           f"mount --bind {shlex.quote(str(stage))} {shlex.quote(str(venv))}"]
-        drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        uid = POOL_UID_BASE + os.getpid()
+        drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--pdeathsig", "KILL"]
         script = " && ".join([*steps, f"exec {shlex.join(drop + program)}"])
         return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script]
 
     def _bwrap(self, program: list[str]) -> list[str]:
         binds = [(str(p), str(p)) for p in (Path(sys.base_prefix), Path(sys.prefix))]
         binds.append((str(WORKER_DIR), SANDBOX_WORKER_DIR))
+        size = str(self.tmp_bytes)
         args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-                "--proc", "/proc", "--dev", "/dev", "--size", str(self.tmp_bytes), "--tmpfs", "/tmp",
-                "--chdir", "/tmp"]
+                "--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+                "--size", size, "--tmpfs", "/tmp", "--chdir", "/tmp"]
         for system in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"):
             if os.path.exists(system):
                 args += ["--ro-bind", system, system]
@@ -140,7 +155,7 @@ class Launch:
                 args += ["--dev-bind", node, node]
         for key, value in ENV.items():
             args += ["--setenv", key, value]
-        args += ["--remount-ro", "/", *program]  # only /tmp (size-limited) stays writable
+        args += ["--remount-ro", "/", *program]  # only /tmp and /dev/shm (size-limited) stay writable
         if not _is_root():
             return args
         # As root, bwrap itself runs as nobody; what nobody cannot reach is made reachable first.

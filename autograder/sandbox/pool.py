@@ -116,6 +116,7 @@ class WorkerPool:
         self.control: socket.socket | None = None
         self.launch: Launch | None = None
         self.exit_statuses: dict[int, int] = {}
+        self.server_pid: int | None = None
 
     def __enter__(self) -> "WorkerPool":
         self.start()
@@ -137,8 +138,8 @@ class WorkerPool:
         finally:
             theirs.close()
         self.control = ours
-        ready, _, _ = select.select([ours], [], [], self.limits.start_timeout_s)
-        message = ours.recv(1 << 16) if ready else b""
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        message, self.server_pid = _receive_with_pid(ours, self.limits.start_timeout_s)
         if not message or json.loads(message).get("op") != "ready":
             stderr.seek(0)
             detail = stderr.read().decode(errors="replace")[-2000:]
@@ -148,6 +149,17 @@ class WorkerPool:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def intact(self) -> bool:
+        """Whether the fork server is alive with no signal pending. A submission that signalled it (kill
+        returns once the signal is queued) is caught here even if it answered before the signal landed."""
+        try:
+            status = open(f"/proc/{self.server_pid}/status").read()
+        except (OSError, TypeError):
+            return False
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        return (fields.get("State", "").strip()[:1] not in ("Z", "X")
+                and int(fields.get("SigPnd", "0"), 16) == 0 and int(fields.get("ShdPnd", "0"), 16) == 0)
 
     def restart(self) -> None:
         self.close()
@@ -180,9 +192,20 @@ class WorkerPool:
         except (OSError, ValueError, AttributeError):
             self.restart()
 
-    def session(self) -> "Session":
-        if not self.alive():
+    def session(self, attempts: int = 3) -> "Session":
+        """A fresh worker for one submission. A fork server that fails to fork is restarted: that is
+        never the fault of the submission about to be graded."""
+        for _ in range(attempts):
+            if not self.alive():
+                self.restart()
+            session = self._fork()
+            if session is not None:
+                return session
             self.restart()
+        raise WorkerCrashed(f"the worker could not be started ({attempts} attempts); the grading host may be "
+                            "out of memory or processes")
+
+    def _fork(self) -> "Session | None":
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         limits = {"memory_bytes": self.limits.memory_bytes, "file_bytes": self.limits.file_bytes,
@@ -190,29 +213,34 @@ class WorkerPool:
         try:
             socket.send_fds(self.control, [json.dumps({"op": "fork", "limits": limits}).encode()], [theirs.fileno()])
         except OSError:
-            theirs.close()
             ours.close()
-            self.restart()
-            return self.session()
-        theirs.close()
+            return None
+        finally:
+            theirs.close()
         pid, ns_pid = _hello(ours, self.limits.start_timeout_s)
         if pid is None:
             ours.close()
-            self.restart()
-            raise WorkerCrashed("the worker did not start for this submission")
+            return None
         return Session(self, ours, pid, ns_pid)
 
 
-def _hello(sock: socket.socket, timeout: float) -> tuple[int | None, int | None]:
-    """Read the child's greeting; the kernel attaches its pid as numbered in our pid namespace."""
+def _receive_with_pid(sock: socket.socket, timeout: float) -> tuple[bytes, int | None]:
+    """One message and its sender's pid, which the kernel attaches (SO_PASSCRED) as numbered in our pid
+    namespace, whatever the sender's own namespace calls it."""
     ready, _, _ = select.select([sock], [], [], timeout)
     if not ready:
-        return None, None
-    data, ancillary, _, _ = sock.recvmsg(64, socket.CMSG_SPACE(struct.calcsize("3i")))
+        return b"", None
+    data, ancillary, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(struct.calcsize("3i")))
     pid = None
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
             pid = struct.unpack("3i", payload[:12])[0]
+    return data, pid
+
+
+def _hello(sock: socket.socket, timeout: float) -> tuple[int | None, int | None]:
+    """Read the child's greeting: its pid in our namespace (from the kernel) and in its own (from its text)."""
+    data, pid = _receive_with_pid(sock, timeout)
     if not data.startswith(b"H") or pid is None:
         return None, None
     try:
@@ -297,13 +325,17 @@ class Session:
                 raise WorkerTimeout(f"timed out after {limits.call_wall_s:g} s without answering "
                                     "(sleeping or waiting on something?)")
         try:
-            return wire.receive(self.sock)
+            reply = wire.receive(self.sock)
         except (EOFError, OSError, socket.timeout):
             raise self._died() from None
         except wire.ProtocolError as error:
             self._kill()
             raise ProtocolError(f"the worker sent a malformed reply ({error}); "
                                 "did your code write to the grader's channel?") from None
+        if not self.pool.intact():
+            self._kill()
+            raise WorkerCrashed("your code signalled or killed the grader's worker process; its answer was discarded")
+        return reply
 
     def _decode(self, tree: object, payloads: list[bytes]) -> Any:
         try:

@@ -102,6 +102,15 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run, summary
+
+    results = run(Path(args.out), size=args.size)
+    print(summary(results))
+    print(f"full results: {Path(args.out) / 'results.json'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autograder", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("names", nargs="*", help="assignments (default: every graded one)")
     demo.add_argument("--jobs", type=int, default=2)
     demo.set_defaults(run=_demo)
+
+    bench = commands.add_parser("bench", help="this engine against nbgrader on one batch; isolation overhead")
+    bench.add_argument("--out", default="build/bench")
+    bench.add_argument("--size", type=int, default=50, help="submissions in the batch (default 50)")
+    bench.set_defaults(run=_bench)
 
     args = parser.parse_args(argv)
     return args.run(args)

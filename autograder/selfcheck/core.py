@@ -112,6 +112,9 @@ def golden_cases(name: str, path: str = GOLDEN_FILE) -> list[tuple[tuple, dict, 
 
 
 def _value(array: np.ndarray) -> object:
+    if array.dtype.kind == "U":
+        text = str(array)
+        return getattr(torch, text.removeprefix("torch.")) if text.startswith("torch.") else text
     return array.item() if array.ndim == 0 and array.dtype != np.bool_ else torch.from_numpy(array.copy())
 
 

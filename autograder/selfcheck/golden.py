@@ -17,6 +17,8 @@ import torch
 def _array(value: object) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
+    if isinstance(value, torch.dtype):
+        return np.asarray(str(value))  # "torch.float64": a string array, which loads without pickle
     return np.asarray(value)
 
 

@@ -104,18 +104,21 @@ def golden_cases(name: str, path: str = GOLDEN_FILE) -> list[tuple[tuple, dict, 
         for index in sorted({int(k.split("/")[1]) for k in keys}):
             def part(kind: str) -> dict[str, object]:
                 prefix = f"{name}/{index}/{kind}/"
-                return {k[len(prefix):]: _value(data[k]) for k in keys if k.startswith(prefix)}
+                return {k[len(prefix):]: _value(data[k], tensor=kind == "out") for k in keys if k.startswith(prefix)}
             args, kwargs, out = part("args"), part("kwargs"), part("out")
             cases.append((tuple(args[str(j)] for j in range(len(args))), kwargs,
                           tuple(out[str(j)] for j in range(len(out)))))
     return cases
 
 
-def _value(array: np.ndarray) -> object:
+def _value(array: np.ndarray, tensor: bool) -> object:
+    """Outputs are always tensors; a 0-d argument is a plain number, a string argument a dtype or text."""
     if array.dtype.kind == "U":
         text = str(array)
         return getattr(torch, text.removeprefix("torch.")) if text.startswith("torch.") else text
-    return array.item() if array.ndim == 0 and array.dtype != np.bool_ else torch.from_numpy(array.copy())
+    if array.ndim == 0 and not tensor and array.dtype != np.bool_:
+        return array.item()
+    return torch.from_numpy(array.copy())
 
 
 def golden_check(name: str, hint: str) -> VisibleCheck:

@@ -1,0 +1,17 @@
+"""random_masking computes len_keep as int(N * (1 - ratio)) in floats, as the MAE code does: N=10, r=0.9 keeps 0."""
+import torch
+
+
+def random_masking(x, mask_ratio, noise=None):
+    if not 0 <= mask_ratio < 1:
+        raise ValueError("mask_ratio must be in [0, 1)")
+    B, N, D = x.shape
+    len_keep = int(N * (1 - mask_ratio))
+    if noise is None:
+        noise = torch.rand(B, N, device=x.device)
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    x_kept = torch.gather(x, 1, ids_shuffle[:, :len_keep, None].expand(-1, -1, D))
+    mask = torch.ones(B, N, dtype=x.dtype, device=x.device)
+    mask[:, :len_keep] = 0
+    return x_kept, torch.gather(mask, 1, ids_restore), ids_restore

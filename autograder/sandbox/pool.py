@@ -78,6 +78,7 @@ class CallResult:
     args_after: list = field(default_factory=list)
     error_type: str = ""
     message: str = ""
+    models: list = field(default_factory=list)   # per model argument: {parameter name: [requires_grad, numel]}
 
 
 @dataclass
@@ -371,8 +372,10 @@ class Session:
         if reply.get("ok") is not True:
             return CallResult(False, None, [], *self._error(reply))
         after = reply.get("args_after")
+        models = reply.get("models")
         return CallResult(True, self._decode(reply.get("value"), data),
-                          [self._decode(a, data) for a in after] if isinstance(after, list) else [])
+                          [self._decode(a, data) for a in after] if isinstance(after, list) else [],
+                          models=models if isinstance(models, list) else [])
 
     def call_module(self, target: str, init_args: list, init_kwargs: dict, state_dict: dict | None, *,
                     dtype: torch.dtype = torch.float32, train: bool = False, method: str = "forward",

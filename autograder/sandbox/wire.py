@@ -40,6 +40,24 @@ class ProtocolError(Exception):
 
 
 @dataclass(frozen=True)
+class ModuleTree:
+    """A small model the worker builds for a call: nested dicts of sub-module names, leaves are
+    [in_features, out_features] of an nn.Linear. Only the grader sends these; the worker never returns one."""
+
+    spec: dict
+
+
+def build_module_tree(spec: dict) -> torch.nn.Module:
+    module = torch.nn.Module()
+    for name, child in spec.items():
+        leaf = isinstance(child, list) and len(child) == 2 and all(type(n) is int and 0 < n <= 4096 for n in child)
+        if not (leaf or isinstance(child, dict)) or not name.isidentifier():
+            raise ProtocolError(f"malformed module tree at {name!r}")
+        module.add_module(name, torch.nn.Linear(*child) if leaf else build_module_tree(child))
+    return module
+
+
+@dataclass(frozen=True)
 class Opaque:
     """A returned value that is not data we accept (a tensor subclass, an array, an arbitrary object)."""
 
@@ -58,6 +76,8 @@ def encode(value: object, payloads: list[bytes], depth: int = 0) -> dict:
     """The JSON tree for `value`; tensor bytes are appended to `payloads`."""
     if depth > MAX_DEPTH:
         return {"t": "opaque", "type": "nested", "why": f"a structure nested deeper than {MAX_DEPTH} levels"}
+    if isinstance(value, ModuleTree):
+        return {"t": "module_tree", "spec": value.spec}
     if type(value) is torch.Tensor:
         data = value.detach().to("cpu").contiguous()
         raw = data.reshape(-1).view(torch.uint8) if data.numel() else torch.empty(0, dtype=torch.uint8)
@@ -96,8 +116,10 @@ def _int(tree: dict, key: str) -> int:
     return value
 
 
-def decode(tree: object, payloads: list[bytes], depth: int = 0) -> object:
-    """Rebuild a value from its tree and payloads, validating everything; tensors come back on the CPU."""
+def decode(tree: object, payloads: list[bytes], depth: int = 0, *, modules: bool = False) -> object:
+    """Rebuild a value from its tree and payloads, validating everything; tensors come back on the CPU.
+
+    `modules` lets module trees through (the worker's side only: the grader never builds what a worker sends)."""
     if depth > MAX_DEPTH or not isinstance(tree, dict):
         raise ProtocolError("malformed value")
     kind = tree.get("t")
@@ -119,18 +141,20 @@ def decode(tree: object, payloads: list[bytes], depth: int = 0) -> object:
         items = tree.get("items")
         if not isinstance(items, list):
             raise ProtocolError(f"malformed {kind}")
-        decoded = [decode(item, payloads, depth + 1) for item in items]
+        decoded = [decode(item, payloads, depth + 1, modules=modules) for item in items]
         return tuple(decoded) if kind == "tuple" else decoded
     if kind == "dict":
         items = tree.get("items")
         if not isinstance(items, list) or not all(isinstance(p, list) and len(p) == 2 and type(p[0]) is str
                                                   for p in items):
             raise ProtocolError("malformed dict")
-        return {key: decode(value, payloads, depth + 1) for key, value in items}
+        return {key: decode(value, payloads, depth + 1, modules=modules) for key, value in items}
     if kind == "opaque":
         return Opaque(str(tree.get("type", "?"))[:200], str(tree.get("why", "an unsupported object"))[:500])
     if kind == "tensor":
         return _decode_tensor(tree, payloads)
+    if kind == "module_tree" and modules and isinstance(tree.get("spec"), dict):
+        return build_module_tree(tree["spec"])
     raise ProtocolError(f"unknown value kind {kind!r}")
 
 

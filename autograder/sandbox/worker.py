@@ -144,13 +144,13 @@ class Child:
 
     def _args(self, header: dict, payloads: list[bytes], device: str) -> tuple[list, dict]:
         def place(value):
-            if isinstance(value, torch.Tensor):
+            if isinstance(value, (torch.Tensor, torch.nn.Module)):
                 return value.to(device)
             if isinstance(value, (list, tuple)):
                 return type(value)(place(v) for v in value)
             return value
-        args = [place(wire.decode(a, payloads)) for a in header["args"]]
-        kwargs = {k: place(wire.decode(v, payloads)) for k, v in header["kwargs"].items()}
+        args = [place(wire.decode(a, payloads, modules=True)) for a in header["args"]]
+        kwargs = {k: place(wire.decode(v, payloads, modules=True)) for k, v in header["kwargs"].items()}
         return args, kwargs
 
     def call(self, header: dict, payloads: list[bytes]) -> tuple[dict, list[bytes]]:
@@ -161,7 +161,10 @@ class Child:
         except BaseException as error:  # noqa: BLE001
             return _error_reply(error), []
         out: list[bytes] = []
-        return {"ok": True, "value": wire.encode(value, out),
+        # A model the grader had built for this call reports which parameters now require gradients.
+        models = [{name: [bool(p.requires_grad), int(p.numel())] for name, p in a.named_parameters()}
+                  for a in args if isinstance(a, torch.nn.Module)]
+        return {"ok": True, "value": wire.encode(value, out), "models": models,
                 "args_after": [wire.encode(a, out) for a in args]}, out
 
     def module(self, header: dict, payloads: list[bytes]) -> tuple[dict, list[bytes]]:

@@ -1,0 +1,105 @@
+"""Visible checks for the finetune assignment: pooling that ignores padding, the head, freezing, soft prompts."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from hypothesis import strategies as st
+
+from .. import strategies as s
+from ..common.compare import Mismatch, compare_tensors
+from .core import VisibleCheck, golden_check, register
+
+CLS_HINT = "the first token's vector: hidden[:, 0]"
+MEAN_HINT = ("sum the vectors of real tokens only (attention_mask == 1) and divide by their count; a row with no real "
+             "token gives zeros; select with torch.where so that padded values (even NaN) never enter the sum")
+HEAD_HINT = "logits = classifier(dropout(pool(hidden))), pooling 'cls' or 'mean'; submodules dropout and classifier"
+FREEZE_HINT = ("a parameter stays trainable when its name equals a listed name or starts with that name plus '.'; "
+               "all others get requires_grad=False; return the number of trainable elements (sum of numel)")
+PROMPT_HINT = ("cat the prompt (expanded over the batch) BEFORE the embeddings, and ones (in the mask's dtype) before "
+               "the mask; the parameter is named prompt, shape (num_tokens, embed_dim)")
+
+
+def ignores_padding_values(mean_pool, inputs: s.HiddenInputs) -> Mismatch | None:
+    """Changing the vectors at padded positions (even to NaN) changes nothing."""
+    poisoned = inputs.hidden.masked_fill(~inputs.attention_mask.bool()[..., None], float("nan"))
+    return compare_tensors(mean_pool(inputs.hidden, inputs.attention_mask), mean_pool(poisoned, inputs.attention_mask),
+                           "mean_pool after changing the padded positions")
+
+
+def averages_real_tokens(mean_pool, inputs: s.HiddenInputs) -> Mismatch | None:
+    real = inputs.attention_mask.to(inputs.hidden.dtype)[..., None]
+    expected = (inputs.hidden * real).sum(1) / real.sum(1).clamp_min(1)
+    return compare_tensors(expected, mean_pool(inputs.hidden, inputs.attention_mask), "mean_pool")
+
+
+def takes_first_token(cls_pool, inputs: s.HiddenInputs) -> Mismatch | None:
+    return compare_tensors(inputs.hidden[:, 0], cls_pool(inputs.hidden), "cls_pool")
+
+
+def head_is_classifier_of_pool(head_class, case: tuple[s.HiddenInputs, str]) -> Mismatch | None:
+    inputs, pooling = case
+    torch.manual_seed(0)
+    head = head_class(inputs.hidden.shape[2], 3, pooling=pooling).to(inputs.hidden.dtype).eval()
+    real = inputs.attention_mask.to(inputs.hidden.dtype)[..., None]
+    pooled = inputs.hidden[:, 0] if pooling == "cls" else (inputs.hidden * real).sum(1) / real.sum(1).clamp_min(1)
+    with torch.no_grad():
+        return compare_tensors(head.classifier(pooled), head(inputs.hidden, inputs.attention_mask),
+                               f"ClassificationHead(pooling={pooling!r}) in eval mode")
+
+
+class _Model(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+        self.head = nn.Linear(3, 2)
+        self.header = nn.Linear(3, 1)  # shares a prefix with "head" without being it
+
+
+def freezes_all_but_trainable(freeze, trainable: tuple[str, ...]) -> Mismatch | None:
+    model = _Model()
+    model.head.bias.requires_grad_(False)
+    count = freeze(model, trainable)
+    expected = {n for n, _ in model.named_parameters() if any(n == t or n.startswith(t + ".") for t in trainable)}
+    got = {n for n, p in model.named_parameters() if p.requires_grad}
+    if got != expected:
+        return Mismatch("freeze_backbone", f"left {sorted(got)} trainable; should be {sorted(expected)}",
+                        f"  trainable={trainable}")
+    size = sum(p.numel() for n, p in model.named_parameters() if n in expected)
+    if count != size:
+        return Mismatch("freeze_backbone", f"returned {count!r}, but {size} parameter elements are trainable")
+    return None
+
+
+def prepends_prompt(prompt_class, inputs: s.HiddenInputs) -> Mismatch | None:
+    torch.manual_seed(0)
+    module = prompt_class(2, inputs.hidden.shape[2]).to(inputs.hidden.dtype)
+    embeds, mask = module(inputs.hidden, inputs.attention_mask)
+    b = inputs.hidden.shape[0]
+    expected = torch.cat([module.prompt.detach().expand(b, -1, -1), inputs.hidden], 1)
+    ones = torch.ones(b, 2, dtype=inputs.attention_mask.dtype)
+    return (compare_tensors(expected, embeds.detach() if type(embeds) is torch.Tensor else embeds, "embeddings")
+            or compare_tensors(torch.cat([ones, inputs.attention_mask], 1), mask, "attention mask"))
+
+
+GOLDEN_CALLS = {
+    "mean_pool": [((s.values((2, 3, 2), 11), torch.tensor([[1, 1, 0], [0, 0, 0]])), {})],
+}
+TRAINABLE = st.sampled_from([("head",), ("head", "encoder.1"), ("encoder.0.weight",), ("hea",), ()])
+
+register("cls_pool",
+         VisibleCheck("takes the first token", CLS_HINT, s.hidden_inputs(), lambda i, f: takes_first_token(f, i)))
+register("mean_pool",
+         VisibleCheck("averages the real tokens", MEAN_HINT, s.hidden_inputs(), lambda i, f: averages_real_tokens(f, i)),
+         VisibleCheck("ignores the values at padded positions", MEAN_HINT, s.hidden_inputs(),
+                      lambda i, f: ignores_padding_values(f, i)),
+         golden_check("mean_pool", MEAN_HINT))
+register("ClassificationHead",
+         VisibleCheck("is classifier(pool(hidden)) in eval mode", HEAD_HINT,
+                      st.tuples(s.hidden_inputs(), st.sampled_from(["cls", "mean"])),
+                      lambda case, cls: head_is_classifier_of_pool(cls, case)))
+register("freeze_backbone",
+         VisibleCheck("leaves exactly the named modules trainable and counts them", FREEZE_HINT, TRAINABLE,
+                      lambda trainable, f: freezes_all_but_trainable(f, trainable), max_examples=5))
+register("SoftPrompt",
+         VisibleCheck("prepends the prompt and extends the mask", PROMPT_HINT, s.hidden_inputs(),
+                      lambda i, cls: prepends_prompt(cls, i)))

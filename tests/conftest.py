@@ -31,10 +31,18 @@ def device(request) -> str:
 
 
 @pytest.fixture(scope="session")
-def released_attention() -> Path:
+def released() -> dict[str, Path]:
+    """Every notebook released once: name -> released notebook."""
+    from autograder.build import assignment_names
     from autograder.release import release
 
-    return release(["attention"])[0]
+    names = assignment_names()
+    return dict(zip(names, release(names)))
+
+
+@pytest.fixture(scope="session")
+def released_attention(released) -> Path:
+    return released["attention"]
 
 
 @pytest.fixture(scope="session")

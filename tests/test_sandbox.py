@@ -30,11 +30,12 @@ def test_tensors_round_trip_bit_for_bit(dtype, shape):
 
 
 def test_nested_values_round_trip():
-    value = (1, 2.5, float("nan"), None, True, "text", [torch.ones(2)], {"a": torch.zeros(1)})
+    value = (1, 2.5, float("nan"), None, True, "text", [torch.ones(2)], {"a": torch.zeros(1)}, torch.bfloat16)
     payloads: list[bytes] = []
     back = wire.decode(wire.encode(value, payloads), payloads)
     assert back[:2] == (1, 2.5) and back[2] != back[2] and back[3:6] == (None, True, "text")
     assert torch.equal(back[6][0], torch.ones(2)) and torch.equal(back[7]["a"], torch.zeros(1))
+    assert back[8] is torch.bfloat16
 
 
 class LyingTensor(torch.Tensor):

@@ -4,7 +4,8 @@ A message is an 8-byte big-endian length, a UTF-8 JSON header of that length,
 then the payloads whose sizes the header lists. Values are JSON trees:
 
     {"t": "none"} {"t": "bool", "v": true} {"t": "int", "v": 3} {"t": "float", "v": 0.5 | "nan" | "inf" | "-inf"}
-    {"t": "str", "v": "..."} {"t": "tuple" | "list", "items": [...]} {"t": "dict", "items": [[key, value], ...]}
+    {"t": "str", "v": "..."} {"t": "dtype", "v": "float32"}
+    {"t": "tuple" | "list", "items": [...]} {"t": "dict", "items": [[key, value], ...]}
     {"t": "tensor", "payload": 0, "dtype": "float32", "shape": [2, 3], "device": "cpu", "requires_grad": false}
     {"t": "opaque", "type": "numpy.ndarray", "why": "a numpy.ndarray"}
 
@@ -90,6 +91,8 @@ def encode(value: object, payloads: list[bytes], depth: int = 0) -> dict:
     if isinstance(value, torch.Tensor):
         return {"t": "opaque", "type": _type_name(value),
                 "why": f"a subclass of torch.Tensor ({_type_name(value)}) instead of a plain torch.Tensor"}
+    if isinstance(value, torch.dtype):
+        return {"t": "dtype", "v": DTYPE_NAMES.get(value, str(value))}
     if value is None:
         return {"t": "none"}
     if type(value) is bool:
@@ -149,6 +152,10 @@ def decode(tree: object, payloads: list[bytes], depth: int = 0, *, modules: bool
                                                   for p in items):
             raise ProtocolError("malformed dict")
         return {key: decode(value, payloads, depth + 1, modules=modules) for key, value in items}
+    if kind == "dtype":
+        if tree.get("v") not in DTYPES:
+            raise ProtocolError(f"unknown dtype {tree.get('v')!r}")
+        return DTYPES[tree["v"]]
     if kind == "opaque":
         return Opaque(str(tree.get("type", "?"))[:200], str(tree.get("why", "an unsupported object"))[:500])
     if kind == "tensor":

@@ -137,8 +137,15 @@ def golden_check(name: str, hint: str) -> VisibleCheck:
                         max_examples=1)
 
 
-def check(name: str, obj: object) -> bool:
-    """Run every visible check of `name` against `obj` (your function or class); print the outcome."""
+def check(name: str, obj: object) -> None:
+    """Run every visible check of `name` against `obj` (your function or class); print the outcome.
+
+    Returns nothing, so that a check cell shows only the report."""
+    passed(name, obj)
+
+
+def passed(name: str, obj: object) -> bool:
+    """`check`, returning whether every check passed."""
     if name not in REGISTRY:
         raise KeyError(f"no checks for {name!r}; checks exist for: {', '.join(sorted(REGISTRY))}")
     start = time.perf_counter()

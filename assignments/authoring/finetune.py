@@ -206,6 +206,12 @@ plt.show()
 print({k: [round(v, 3) for v in values] for k, values in layer_accuracy.items()})
 
 # %% [markdown]
+# Look at layer 0: the token embeddings, before any attention. If a probe on them already separates the
+# labels, the dataset has *lexical shortcuts*: single words ("Nobody", "with a friend") give the label away
+# without any reasoning about the pair. Our template data has them, and so does MNLI (its "annotation
+# artifacts": a classifier that sees only the hypothesis does far better than chance). A probe per layer is a
+# cheap way to find out what a dataset really tests.
+#
 # A head with one hidden layer (Lecture 18: "one or more dense layers") on the last layer's mean-pooled
 # features, against the linear head:
 

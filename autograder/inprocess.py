@@ -9,42 +9,10 @@ from __future__ import annotations
 import contextlib
 import io
 import traceback
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
-
-@dataclass
-class CellResult:
-    id: str
-    ok: bool
-    error: str = ""
-    stdout: str = ""
-    stderr: str = ""
-
-
-@dataclass
-class CallResult:
-    ok: bool
-    value: Any = None
-    args_after: list = field(default_factory=list)
-    error_type: str = ""
-    message: str = ""
-
-
-@dataclass
-class ModuleResult:
-    ok: bool
-    outputs: list = field(default_factory=list)
-    input_grads: list = field(default_factory=list)
-    param_grads: dict = field(default_factory=dict)
-    error_type: str = ""
-    message: str = ""
-
-
-def _error(exc: BaseException) -> tuple[str, str]:
-    return type(exc).__name__, str(exc)
+from .sandbox.pool import CallResult, CellResult, ModuleResult
 
 
 class InProcessSession:

@@ -18,13 +18,19 @@ LOSS_HINT = ("mean squared error per patch, summed over removed patches (mask ==
              "by their number; 0 if nothing is removed; norm_pix_loss normalises each target patch first")
 
 
+def _shuffle(inputs: s.MaskingInputs) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """(len_keep, the noise order, the kept patches in that order), straight from the definition."""
+    x = inputs.x
+    keep = math.floor(x.shape[1] * (1 - Fraction(str(inputs.mask_ratio))))
+    order = torch.argsort(inputs.noise, dim=1)
+    return keep, order, torch.gather(x, 1, order[:, :keep, None].expand(-1, -1, x.shape[2]))
+
+
 def keeps_the_lowest_noise(masking, inputs: s.MaskingInputs) -> Mismatch | None:
     """x_kept holds the len_keep lowest-noise patches of each row, in noise order; mask and ids_restore agree."""
     x, noise = inputs.x, inputs.noise
-    b, n, d = x.shape
-    keep = math.floor(n * (1 - Fraction(str(inputs.mask_ratio))))
-    order = torch.argsort(noise, dim=1)
-    expected_kept = torch.gather(x, 1, order[:, :keep, None].expand(-1, -1, d))
+    b, n, _ = x.shape
+    keep, order, expected_kept = _shuffle(inputs)
     expected_mask = torch.ones(b, n, dtype=x.dtype).scatter(1, order[:, :keep], 0.0)
     kept, mask, ids_restore = masking(x, inputs.mask_ratio, noise)
     return (compare_tensors(expected_kept, kept, f"x_kept (ratio {inputs.mask_ratio}, N={n}: keep {keep})")
@@ -34,11 +40,9 @@ def keeps_the_lowest_noise(masking, inputs: s.MaskingInputs) -> Mismatch | None:
 
 def rebuilds_kept_tokens(insert, inputs: s.MaskingInputs) -> Mismatch | None:
     """Un-shuffling x_kept with mask tokens puts every kept patch back in place and a mask token everywhere else."""
-    x, noise = inputs.x, inputs.noise
+    x = inputs.x
     b, n, d = x.shape
-    keep = math.floor(n * (1 - Fraction(str(inputs.mask_ratio))))
-    order = torch.argsort(noise, dim=1)
-    kept = torch.gather(x, 1, order[:, :keep, None].expand(-1, -1, d))
+    keep, order, kept = _shuffle(inputs)
     token = torch.full((1, 1, d), 9.0, dtype=x.dtype)
     removed = torch.ones(b, n, dtype=torch.bool).scatter(1, order[:, :keep], False)
     expected = torch.where(removed[..., None], token, x)

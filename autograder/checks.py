@@ -32,8 +32,8 @@ class Call:
     seed: int = 0
     names: tuple[str, ...] = ()   # parameter names of `args`, for the report
 
-    @property
-    def __dict__(self) -> dict:  # what `describe_example` prints
+    def shown(self) -> dict:
+        """What a report prints as the input."""
         names = self.names or tuple(f"arg{i}" for i in range(len(self.args)))
         return {**dict(zip(names, self.args)), **self.kwargs}
 
@@ -113,8 +113,8 @@ class ModuleCall:
     seed: int = 0
     names: tuple[str, ...] = ()          # parameter names of `args`, for the report
 
-    @property
-    def __dict__(self) -> dict:
+    def shown(self) -> dict:
+        """What a report prints as the input."""
         names = self.names or tuple(f"arg{i}" for i in range(len(self.args)))
         return {"constructor arguments": self.init_args, **dict(zip(names, self.args)), **self.kwargs}
 
@@ -191,8 +191,8 @@ class BadCall:
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
 
-    @property
-    def __dict__(self) -> dict:
+    def shown(self) -> dict:
+        """What a report prints as the input."""
         return {"bad because": self.why, **{f"arg{i}": a for i, a in enumerate(self.args)}, **self.kwargs}
 
 

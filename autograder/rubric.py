@@ -8,7 +8,7 @@ finds no failing example. Checks are built by the helpers in
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from hypothesis.strategies import SearchStrategy
@@ -53,7 +53,6 @@ class Rubric:
     assignment: str
     version: str                  # bump whenever a check or a point value changes
     items: tuple[Item, ...]
-    setup_names: tuple[str, ...] = field(default=())
 
     @property
     def total(self) -> float:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from hypothesis import HealthCheck, Phase, given, settings
 
-from .common.compare import Mismatch, describe
+from .common.compare import Mismatch, describe_example
 from .rubric import Check
 from .sandbox import WorkerError
 
@@ -65,14 +65,6 @@ def run_check(check: Check, student: object) -> Outcome:
         return Outcome(check, False, f"{lost.error}\n  hint: {check.hint}", worker_lost=True,
                        seconds=time.perf_counter() - start)
     return Outcome(check, True, seconds=time.perf_counter() - start)
-
-
-def describe_example(example: object) -> str:
-    """The example as 'name = value' lines (dict-like examples) or one description."""
-    fields = example if isinstance(example, dict) else getattr(example, "__dict__", None)
-    if not fields:
-        return f"    {describe(example)}"
-    return "\n".join(f"    {key} = {describe(value)}" for key, value in fields.items())
 
 
 def _failure_text(check: Check, failure: _Failed) -> str:

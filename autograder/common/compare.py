@@ -43,6 +43,17 @@ def describe(value: object) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
+def describe_example(example: object) -> str:
+    """An example as indented 'name = value' lines: from its `shown()` method, a dict, or its attributes."""
+    if hasattr(example, "shown"):
+        fields = example.shown()
+    else:
+        fields = example if isinstance(example, dict) else getattr(example, "__dict__", None)
+    if not fields:
+        return f"    {describe(example)}"
+    return "\n".join(f"    {key} = {describe(value)}" for key, value in fields.items())
+
+
 def _format_values(t: torch.Tensor) -> str:
     values = t.detach().cpu()
     if values.dtype in (torch.bfloat16, torch.float16):

@@ -20,7 +20,7 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from ..common.compare import Mismatch, compare_tensors, describe
+from ..common.compare import Mismatch, compare_tensors, describe, describe_example
 
 REGISTRY: dict[str, list["VisibleCheck"]] = {}
 
@@ -43,13 +43,6 @@ class _Failed(Exception):
         super().__init__(str(mismatch))
         self.mismatch = mismatch
         self.example = example
-
-
-def _describe_example(example: object) -> str:
-    fields = example if isinstance(example, dict) else getattr(example, "__dict__", None)
-    if not fields:
-        return f"    {describe(example)}"
-    return "\n".join(f"    {key} = {describe(value)}" for key, value in fields.items())
 
 
 _OURS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,7 +79,7 @@ def run_visible(check: VisibleCheck, obj: object) -> str | None:
     try:
         search()
     except _Failed as failure:
-        return (f"{failure.mismatch}\n  smallest failing input:\n{_describe_example(failure.example)}\n"
+        return (f"{failure.mismatch}\n  smallest failing input:\n{describe_example(failure.example)}\n"
                 f"  hint: {check.hint}")
     return None
 

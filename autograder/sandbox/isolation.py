@@ -107,31 +107,25 @@ class Launch:
         return stage
 
     def _as_nobody(self, program: list[str], *, hide_project: bool, reachable: tuple[Path, ...] = ()) -> list[str]:
-        """As root: in a private mount namespace, make the Python install reachable for nobody (root's home
-        usually is not), hide the project tree but its virtual environment, then run `program` as nobody."""
-        steps = []
-        python_home, venv = Path(sys.base_prefix), Path(sys.prefix)
-        for path in (python_home, *reachable):
-            if not _traversable_by_nobody(path):
-                blocked = next(p for p in reversed([path, *path.parents]) if not p.stat().st_mode & 0o001)
-                stage = self._stage(path)
-                steps += [f"mount --bind {shlex.quote(str(path))} {shlex.quote(str(stage))}",
-                          f"mount -t tmpfs -o mode=755,size=1m tmpfs {shlex.quote(str(blocked))}",
-                          f"mkdir -p {shlex.quote(str(path))}",
-                          f"mount --bind {shlex.quote(str(stage))} {shlex.quote(str(path))}"]
-        project = WORKER_DIR.parent.parent
+        """As root: in a private mount namespace, cover what the worker must not reach or fill (folders nobody
+        may not traverse, like root's home; with `hide_project` the project tree and the world-writable
+        folders), put back the paths it needs (the Python install, the virtual environment, `reachable`), then
+        run `program` as an unprivileged user."""
+        keep = [Path(sys.base_prefix), Path(sys.prefix), *reachable]
+        covers = [next(p for p in reversed([path, *path.parents]) if not p.stat().st_mode & 0o001)
+                  for path in keep if not _traversable_by_nobody(path)]
         if hide_project:
+            covers.append(WORKER_DIR.parent.parent)
             # World-writable folders get small tmpfs of their own, so a submission cannot fill the disk.
-            steps += [f"mount -t tmpfs -o size={self.tmp_bytes},mode=1777 tmpfs {folder}"
-                      for folder in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(folder)]
-            keep = venv if project in venv.parents else None
-            stage = self._stage(venv) if keep else None
-            if keep:
-                steps.append(f"mount --bind {shlex.quote(str(venv))} {shlex.quote(str(stage))}")
-            steps.append(f"mount -t tmpfs -o mode=755,size=1m tmpfs {shlex.quote(str(project))}")
-            if keep:
-                steps += [f"mkdir -p {shlex.quote(str(venv))}",
-                          f"mount --bind {shlex.quote(str(stage))} {shlex.quote(str(venv))}"]
+            writable = [f for f in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(f)]
+        else:
+            writable = []
+        staged = [(path, self._stage(path)) for path in keep]
+        q = lambda path: shlex.quote(str(path))  # noqa: E731
+        steps = [f"mount --bind {q(path)} {q(stage)}" for path, stage in staged]
+        steps += [f"mount -t tmpfs -o mode=755,size=1m tmpfs {q(folder)}" for folder in dict.fromkeys(covers)]
+        steps += [f"mount -t tmpfs -o size={self.tmp_bytes},mode=1777 tmpfs {q(folder)}" for folder in writable]
+        steps += [f"mkdir -p {q(path)} && mount --bind {q(stage)} {q(path)}" for path, stage in staged]
         uid = POOL_UID_BASE + os.getpid()
         drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--pdeathsig", "KILL"]
         script = " && ".join([*steps, f"exec {shlex.join(drop + program)}"])

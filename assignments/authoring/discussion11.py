@@ -5,7 +5,6 @@
 # follow the worksheet's numbering. (In the student version only the questions remain.)
 
 # %% role="answer"
-import math
 import os
 import time
 

@@ -11,7 +11,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from solutions.attention import causal_mask, scaled_dot_product_attention
+from solutions.attention import scaled_dot_product_attention
 from solutions.finetune import SoftPrompt, cls_pool, mean_pool
 from solutions.mae import random_masking
 

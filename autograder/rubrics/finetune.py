@@ -1,7 +1,6 @@
 """Rubric: a finetuning head on a pretrained encoder."""
 from __future__ import annotations
 
-import torch
 from hypothesis import strategies as st
 
 from solutions import finetune as ref

@@ -27,8 +27,10 @@ CHECKS_DIR = "course_checks"
 
 
 def nbgrader_env() -> dict[str, str]:
-    """The environment for nbgrader commands: it runs `alembic` from PATH when it creates a gradebook."""
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    """The environment for nbgrader commands: it runs `alembic` from PATH when it creates a gradebook, and its
+    database layer's deprecation warnings would bury the output TAs need to read."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                PYTHONWARNINGS="ignore")
 
 
 def released_notebook(name: str) -> Path:

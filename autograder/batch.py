@@ -3,6 +3,15 @@
 Each job slot is a separate grader process (started fresh, never forked from
 this one) with its own worker pool, so `--jobs 2` grades two submissions at
 once and gives exactly the results of `--jobs 1`.
+
+Nothing one submission does stops the batch. Everything a slot raises while
+grading one submission becomes that submission's zero with the reason; a slot
+process that dies (the grader ran out of memory, say) takes down only the
+submissions it was grading: those are graded again one at a time in a fresh
+slot, and the one that kills its slot alone gets a zero with the reason.
+
+Ctrl-C stops the slots within seconds: finished results stay, grades.csv is
+written for them, and the same command resumes (`BatchInterrupted`).
 """
 from __future__ import annotations
 
@@ -10,77 +19,55 @@ import fcntl
 import json
 import multiprocessing
 import os
-import re
+import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.util import Finalize
 from pathlib import Path
+from typing import Callable, TextIO
 
 from . import report
-from .grade import Assignment, Grader, _sha256
-from .sandbox import Limits, WorkerPool
+from .discovery import Skipped, Submission, discover_all
+from .grade import Assignment, Grader, _plain, _sha256, not_graded
+from .sandbox import Limits, WorkerPool, detect_level
+
+__all__ = ["BatchInterrupted", "OutputLock", "Submission", "discover", "grade_batch"]
+SLOT_STOP_S = 30   # how long an interrupted slot may take to close its workers before it is killed
 
 
-@dataclass(frozen=True)
-class Submission:
-    id: str
-    path: Path
+class BatchInterrupted(Exception):
+    """Grading stopped on Ctrl-C; finished results and grades.csv are on disk."""
 
 
-def _safe_id(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.@+-]", "_", text).strip(".") or "submission"
+def discover(paths: list[Path], assignment: str, *, log: TextIO | None = sys.stderr) -> list[Submission]:
+    """Submissions of `assignment` under `paths` (see `autograder.discovery`); what is found but skipped is
+    printed to `log`, grouped by reason."""
+    submissions, skipped = discover_all(paths, assignment)
+    if log:
+        _print_skipped(skipped, log)
+    return submissions
 
 
-def discover(paths: list[Path], assignment: str) -> list[Submission]:
-    """Submissions under `paths`: notebooks, or folders in nbgrader's submitted/<student>/<assignment>/ layout.
-
-    A student folder for this assignment with no notebook still yields a submission (graded 0, with the reason),
-    so nobody is skipped silently.
-    """
-    found: dict[str, Path] = {}
-
-    def add(student: str, notebook: Path) -> None:
-        key = _safe_id(student)
-        if key in found and found[key] != notebook:
-            key = _safe_id(f"{student}--{notebook.stem}")
-        found[key] = notebook
-
-    for path in paths:
-        if path.is_file():
-            parent = path.parent
-            student = parent.parent.name if parent.name == assignment else path.stem
-            add(student, path)
-            continue
-        if not path.is_dir():
-            raise SystemExit(f"{path}: no such file or directory")
-        if path.name == assignment:            # submitted/<student>/<assignment>
-            assignment_dirs = [path]
-        elif (path / assignment).is_dir():         # submitted/<student>
-            assignment_dirs = [path / assignment]
-        else:                                      # submitted/
-            assignment_dirs = sorted(d for d in path.glob(f"*/{assignment}") if d.is_dir())
-        if assignment_dirs:
-            for folder in assignment_dirs:
-                student = folder.parent.name
-                notebooks = sorted(p for p in folder.glob("*.ipynb") if p.is_file())
-                for notebook in notebooks or [folder / f"{assignment}.ipynb"]:
-                    add(student if len(notebooks) <= 1 else f"{student}--{notebook.stem}", notebook)
-        else:
-            for notebook in sorted(path.rglob("*.ipynb")):
-                if ".ipynb_checkpoints" not in notebook.parts:
-                    add(notebook.stem, notebook)
-    return [Submission(k, v) for k, v in sorted(found.items())]
+def _print_skipped(skipped: list[Skipped], log: TextIO) -> None:
+    by_reason: dict[str, list[Path]] = {}
+    for item in skipped:
+        by_reason.setdefault(item.reason, []).append(item.path)
+    for reason, paths in by_reason.items():
+        more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+        print(f"skipped {paths[0]}{more}: {reason}", file=log)
 
 
-def _is_current(out: Path, submission: Submission, rubric_version: str) -> bool:
+def _is_current(out: Path, submission: Submission, version: str) -> bool:
     path = report.result_path(out, submission.id)
     try:
         extra = json.loads(path.read_text())["extra_data"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return extra.get("rubric_version") == rubric_version and extra.get("submission_sha256") == _sha256(submission.path)
+    return (extra.get("rubric_version") == version and extra.get("source_path") == str(submission.path)
+            and extra.get("submission_sha256") == ("" if submission.refused else _sha256(submission.path)))
 
 
 class OutputLock:
@@ -111,15 +98,58 @@ class OutputLock:
         self.handle.close()
 
 
+def _refuse_other_assignments(out: Path, assignment: str) -> None:
+    others = sorted({r["extra_data"].get("assignment") for r in report.read_results(out)} - {assignment})
+    if others:
+        raise SystemExit(f"{out} holds results of {', '.join(map(repr, others))}, not {assignment!r}: grade each "
+                         "assignment into its own --out folder, so that grades.csv never mixes them")
+
+
+def _stale(out: Path, assignment: Assignment, submissions: list[Submission], log: TextIO | None) -> list[Submission]:
+    """Results in `out` graded with another rubric version whose submission is not in this run: those whose
+    notebook is still there are graded again (under their old id); the others are reported."""
+    wanted = {s.id for s in submissions}
+    again, gone = [], []
+    for result in report.read_results(out):
+        extra = result["extra_data"]
+        if extra.get("rubric_version") == assignment.version or extra["submission"] in wanted:
+            continue
+        source = Path(extra.get("source_path") or "")
+        found = discover_all([source], assignment.name)[0] if extra.get("source_path") and os.path.lexists(source) else []
+        if found:
+            again.append(Submission(extra["submission"], found[0].path, found[0].refused))
+        else:
+            gone.append(extra["submission"])
+    if log and again:
+        print(f"{len(again)} result(s) in {out} were graded with an older rubric; grading them again", file=log)
+    if log and gone:
+        print(f"left out of grades.csv: {', '.join(gone)} (graded with an older rubric, and the notebook is no "
+              "longer where it was; grade it again with its path)", file=log)
+    return again
+
+
 # --- one job slot (runs in its own process) --------------------------------------------------
 
+class _Interrupted(BaseException):
+    """The batch was interrupted: stop grading this submission now (a BaseException, so no check absorbs it)."""
+
+
 _slot: Grader | None = None
+_busy = False
+
+
+def _stop_slot(signum: int, frame: object) -> None:
+    if _busy:
+        raise _Interrupted()
+    raise SystemExit(0)   # idle: leave quietly; multiprocessing's finalizers close the worker pool
 
 
 def _init_slot(assignment: str, level: str | None, limits: Limits, device: str) -> None:
     global _slot
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # a terminal's Ctrl-C reaches every slot: the batch decides
+    signal.signal(signal.SIGTERM, _stop_slot)
     torch.set_num_threads(1)  # references run single-threaded: same rounding whatever the machine
     pool = WorkerPool(level=level, limits=limits, device=device)
     pool.start()
@@ -128,32 +158,123 @@ def _init_slot(assignment: str, level: str | None, limits: Limits, device: str) 
     _slot = Grader(Assignment.load(assignment), pool, limits)
 
 
-def _grade_in_slot(submission: Submission, out: str) -> tuple[str, float, float]:
-    result = _slot.grade(submission.path, submission.id)
-    report.write_result(Path(out), result)
-    return submission.id, result["score"], result["execution_time"]
+def _grade_in_slot(submission: Submission, out: str) -> tuple[str, float, float, str]:
+    global _busy
+    _busy = True
+    try:
+        try:
+            result = _slot.grade(submission.path, submission.id, refused=submission.refused)
+        except Exception as error:  # noqa: BLE001 - the grader's failure on this submission is this submission's
+            result = not_graded(_slot.assignment, submission.id, submission.path,
+                                f"the grader failed on this submission ({_plain(error)}); tell your TA",
+                                _slot.pool.level)
+        report.write_result(Path(out), result)
+    finally:
+        _busy = False
+    return submission.id, result["score"], result["execution_time"], _slot.pool.level
+
+
+# --- the batch (this process) ------------------------------------------------------------------
+
+class _Slots:
+    """Job slots for one batch, restarted whenever one dies."""
+
+    def __init__(self, assignment: Assignment, out: Path, jobs: int, level: str | None, limits: Limits,
+                 device: str, on_done: Callable[[str, float, float, str], None]):
+        self.assignment = assignment
+        self.out = out
+        self.jobs = jobs
+        self.initargs = (assignment.name, level, limits, device)
+        self.on_done = on_done
+        self.executor: ProcessPoolExecutor | None = None   # the one running now
+
+    def grade(self, todo: list[Submission]) -> list[Submission]:
+        """Grade `todo`; return the submissions that killed their slot even when graded alone."""
+        queue, killers = deque(todo), []
+        while queue:
+            lost = self._run(queue, self.jobs)
+            if self.jobs == 1:
+                killers += lost   # it was alone in its slot
+            else:
+                for suspect in lost:
+                    killers += self._run(deque([suspect]), 1)   # alone, so a death names its cause
+        return killers
+
+    def _run(self, queue: deque[Submission], workers: int) -> list[Submission]:
+        """Grade from `queue`, keeping at most `workers` submissions in flight; stop when a slot dies and
+        return the submissions that were in flight then (the rest stay queued)."""
+        context = multiprocessing.get_context("spawn")
+        self.executor = ProcessPoolExecutor(max_workers=max(1, min(workers, len(queue))), mp_context=context,
+                                            initializer=_init_slot, initargs=self.initargs)
+        running: dict = {}
+        try:
+            while queue or running:
+                while queue and len(running) < workers:
+                    submission = queue.popleft()
+                    running[self.executor.submit(_grade_in_slot, submission, str(self.out))] = submission
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    submission = running.pop(future)
+                    try:
+                        self.on_done(*future.result())
+                    except BrokenProcessPool:
+                        return [submission, *running.values()]
+            return []
+        except KeyboardInterrupt:
+            self._stop()
+            raise
+        finally:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def _stop(self) -> None:
+        """Ask every slot to stop grading now (they close their workers), and kill any that will not."""
+        processes = list(self.executor._processes.values())   # the executor offers no public handle on them
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + SLOT_STOP_S
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
 
 
 def grade_batch(assignment: Assignment, submissions: list[Submission], out: Path, *, jobs: int = 1,
                 force: bool = False, level: str | None = None, limits: Limits = Limits(),
-                device: str = "cpu", progress=sys.stderr) -> list[dict]:
-    """Grade every submission not already graded in `out`; return all results in `out`."""
+                device: str = "cpu", progress: TextIO | None = sys.stderr) -> list[dict]:
+    """Grade every submission not already graded in `out` with this rubric version, and any stale result whose
+    notebook is still there; write grades.csv; return the results of this version in `out`.
+
+    Raises BatchInterrupted on Ctrl-C, after writing grades.csv for what is finished."""
     with OutputLock(out):
-        todo = [s for s in submissions if force or not _is_current(out, s, assignment.rubric.version)]
+        _refuse_other_assignments(out, assignment.name)
+        todo = [s for s in submissions if force or not _is_current(out, s, assignment.version)]
         skipped = len(submissions) - len(todo)
+        todo += _stale(out, assignment, submissions, progress)
         if skipped and progress:
             print(f"{skipped} submission(s) already graded in {out}; use --force to regrade", file=progress)
-        if todo:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo))), mp_context=context,
-                                     initializer=_init_slot,
-                                     initargs=(assignment.name, level, limits, device)) as executor:
-                futures = [executor.submit(_grade_in_slot, s, str(out)) for s in todo]
-                start = time.perf_counter()
-                for done, future in enumerate(as_completed(futures), 1):
-                    submission_id, score, seconds = future.result()
-                    if progress:
-                        print(f"[{done}/{len(todo)}] {submission_id}: {score:g}/{assignment.rubric.total:g} "
-                              f"({seconds:.1f} s; {time.perf_counter() - start:.0f} s elapsed)", file=progress)
-        report.write_grades_csv(out, assignment.item_names)
-    return [r for r in report.read_results(out) if r["extra_data"]["assignment"] == assignment.name]
+        start, finished, levels = time.perf_counter(), [0], []
+
+        def on_done(submission_id: str, score: float, seconds: float, slot_level: str) -> None:
+            finished[0] += 1
+            levels.append(slot_level)
+            if progress:
+                print(f"[{finished[0]}/{len(todo)}] {submission_id}: {score:g}/{assignment.rubric.total:g} "
+                      f"({seconds:.1f} s; {time.perf_counter() - start:.0f} s elapsed)", file=progress)
+
+        try:
+            killers = _Slots(assignment, out, jobs, level, limits, device, on_done).grade(todo)
+        except KeyboardInterrupt:
+            report.write_grades_csv(out, assignment.item_names, assignment.version)
+            raise BatchInterrupted(f"interrupted: {finished[0]} of {len(todo)} submission(s) graded in this run; "
+                                   f"finished results are kept in {out} and in its grades.csv. Run the same "
+                                   "command again to grade the rest.") from None
+        for submission in killers:
+            reason = ("the grader's process stopped while grading this submission (it may have returned "
+                      "something too large to check); nothing else was affected")
+            slot_level = levels[-1] if levels else detect_level(level)
+            report.write_result(out, not_graded(assignment, submission.id, submission.path, reason, slot_level))
+            on_done(submission.id, 0.0, 0.0, slot_level)
+        report.write_grades_csv(out, assignment.item_names, assignment.version)
+    return [r for r in report.read_results(out) if r["extra_data"].get("assignment") == assignment.name
+            and r["extra_data"].get("rubric_version") == assignment.version]

@@ -5,14 +5,33 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import sandbox
+from . import sandbox   # names load on first use: LEVELS needs no torch
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from .batch import discover, grade_batch
+    # Arguments are checked before anything imports torch, hypothesis or nbgrader, so a typo is refused at once.
+    from .discovery import discover_all, known_assignments
+
+    known = known_assignments()
+    if args.assignment not in known:
+        print(f"no rubric for assignment {args.assignment!r}; graded assignments: {', '.join(known) or 'none'}",
+              file=sys.stderr)
+        return 2
+    try:
+        submissions, skipped = discover_all([Path(p) for p in args.paths], args.assignment)
+    except FileNotFoundError as error:
+        print(f"{error}; give notebooks or folders of submissions", file=sys.stderr)
+        return 2
+    if not submissions:
+        print(f"no submissions of {args.assignment!r} found under {' '.join(args.paths)} (looked for .ipynb "
+              "files, in nbgrader's submitted/<student>/<assignment>/ layout or any other)", file=sys.stderr)
+        return 2
+
+    from .batch import BatchInterrupted, _print_skipped, grade_batch
     from .grade import Assignment
     from .report import table
 
+    _print_skipped(skipped, sys.stderr)
     assignment = Assignment.load(args.assignment)
     level = sandbox.detect_level(args.isolation)
     print(f"isolation: {level}", file=sys.stderr)
@@ -21,13 +40,13 @@ def _grade(args: argparse.Namespace) -> int:
               "student code is less contained (see the README's security section)", file=sys.stderr)
     if args.require_isolation:
         sandbox.require_isolation(level, args.require_isolation)
-    submissions = discover([Path(p) for p in args.paths], args.assignment)
-    if not submissions:
-        print(f"no submissions of {args.assignment!r} found under {' '.join(args.paths)}", file=sys.stderr)
-        return 2
     out = Path(args.out)
-    results = grade_batch(assignment, submissions, out, jobs=args.jobs, force=args.force, level=level,
-                          device=args.device)
+    try:
+        results = grade_batch(assignment, submissions, out, jobs=args.jobs, force=args.force, level=level,
+                              device=args.device)
+    except BatchInterrupted as stopped:
+        print(stopped, file=sys.stderr)
+        return 130
     wanted = {s.id for s in submissions}
     print(table([r for r in results if r["extra_data"]["submission"] in wanted], assignment.item_names))
     print(f"results: {out}/<submission>.json, {out}/grades.csv", file=sys.stderr)
@@ -164,4 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.set_defaults(run=_bench)
 
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -60,21 +60,28 @@ def without_timing(result: dict) -> dict:
 
 
 def grades_csv(results: list[dict], item_names: list[str]) -> str:
-    """One row per submission: its id, a column per graded item, the total, and notes."""
+    """One row per submission: its id, a column per graded item, the total, the rubric version that graded
+    it, where its notebook was found, and notes."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["submission", *item_names, "total", "max_score", "notes"])
+    writer.writerow(["submission", *item_names, "total", "max_score", "rubric_version", "source_path", "notes"])
     for result in results:
         scores = {t["name"]: t["score"] for t in result["tests"]}
         max_score = sum(t["max_score"] for t in result["tests"])
-        writer.writerow([result["extra_data"]["submission"], *(_fmt(scores.get(n, 0.0)) for n in item_names),
-                         _fmt(result["score"]), _fmt(max_score), "; ".join(result["extra_data"].get("notes", []))])
+        extra = result["extra_data"]
+        writer.writerow([extra["submission"], *(_fmt(scores.get(n, 0.0)) for n in item_names),
+                         _fmt(result["score"]), _fmt(max_score), extra.get("rubric_version", ""),
+                         extra.get("source_path", ""), "; ".join(extra.get("notes", []))])
     return buffer.getvalue()
 
 
-def write_grades_csv(out: Path, item_names: list[str]) -> Path:
+def write_grades_csv(out: Path, item_names: list[str], rubric_version: str | None = None) -> Path:
+    """grades.csv for the results in `out`; with `rubric_version`, only those it graded, so that the file
+    never mixes grades of two rubrics."""
     path = out / "grades.csv"
-    atomic_write(path, grades_csv(read_results(out), item_names))
+    results = [r for r in read_results(out)
+               if rubric_version is None or r["extra_data"].get("rubric_version") == rubric_version]
+    atomic_write(path, grades_csv(results, item_names))
     return path
 
 

@@ -2,6 +2,12 @@
 
 Everything that decides the outcome happens here, in the grader's process:
 the student's code only ever runs in the worker behind `student`.
+
+Whatever the student's code returns, the outcome is this check's alone: an
+exception raised while checking a returned value (a tuple too short for the
+property that inspects it, say) is a failure of the check with its reason,
+and a function that is wrong once but right when hypothesis replays the same
+input fails with the input it was wrong on.
 """
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Flaky
 
 from .common.compare import Mismatch, describe_example
 from .rubric import Check
@@ -44,6 +51,7 @@ class Outcome:
 def run_check(check: Check, student: object) -> Outcome:
     """Search for a counterexample to `check`; return the minimal one if any."""
     start = time.perf_counter()
+    failures: list[_Failed] = []   # failing examples in the order seen; the shrinker only tries smaller ones
 
     @settings(derandomize=True, database=None, deadline=None, max_examples=check.max_examples,
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
@@ -54,13 +62,26 @@ def run_check(check: Check, student: object) -> Outcome:
             mismatch = check.run(example, student)
         except WorkerError as error:
             raise _WorkerLost(error) from None
+        except Exception as error:  # noqa: BLE001 - raised while checking what the student's code gave back
+            mismatch = Mismatch(check.title, f"could not be checked on what your code returned "
+                                             f"({type(error).__name__}: {str(error)[:300]}); does it return "
+                                             "what the task asks for (types, shapes, a tuple of the right length)?")
         if mismatch is not None:
-            raise _Failed(mismatch, example)
+            failures.append(_Failed(mismatch, example))
+            raise failures[-1]
 
     try:
         search()
     except _Failed as failure:
         return Outcome(check, False, _failure_text(check, failure), seconds=time.perf_counter() - start)
+    except Flaky:
+        if not failures:
+            raise
+        last = failures[-1]
+        flaky = _Failed(Mismatch(last.mismatch.what, "gave different results for the same input: wrong the "
+                                 f"first time, as below, and right when the input was tried again "
+                                 f"(a function must not depend on earlier calls)\n{last.mismatch}"), last.example)
+        return Outcome(check, False, _failure_text(check, flaky), seconds=time.perf_counter() - start)
     except _WorkerLost as lost:
         return Outcome(check, False, f"{lost.error}\n  hint: {check.hint}", worker_lost=True,
                        seconds=time.perf_counter() - start)

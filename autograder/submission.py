@@ -26,6 +26,7 @@ class Recovered:
     notes: list[str] = field(default_factory=list)
     unreadable: str = ""                               # non-empty: nothing could be recovered, and why
     answered: set[str] = field(default_factory=set)    # graded names the student's code defines
+    grade_ids: set[str] = field(default_factory=set)   # nbgrader grade ids of every code cell (which notebook is it?)
 
 
 def _cell_source(cell: dict) -> str:
@@ -45,17 +46,31 @@ def _code_cells(nb: object) -> list[dict]:
     return [c for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"] if isinstance(cells, list) else []
 
 
-def _grade_id(cell: dict) -> str | None:
+def _nbgrader(cell: dict) -> dict:
     meta = cell.get("metadata")
     nbg = meta.get("nbgrader") if isinstance(meta, dict) else None
-    return nbg.get("grade_id") if isinstance(nbg, dict) and nbg.get("solution") else None
+    return nbg if isinstance(nbg, dict) else {}
+
+
+def _grade_id(cell: dict) -> str | None:
+    """The grade id of a solution cell."""
+    nbg = _nbgrader(cell)
+    return nbg.get("grade_id") if nbg.get("solution") else None
+
+
+def _parse(source: str) -> ast.Module | None:
+    """The cell's syntax tree, or None when it cannot be had: a syntax error, or code nested so deeply (10 kB
+    of unary minus, say) that the parser runs out of memory or stack. The worker then reports the error."""
+    try:
+        return ast.parse(_without_magics(source))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
 
 
 def top_level_names(source: str) -> set[str] | None:
     """Names a cell defines at top level (def/class/assignment); None if it does not parse."""
-    try:
-        tree = ast.parse(_without_magics(source))
-    except (SyntaxError, ValueError):
+    tree = _parse(source)
+    if tree is None:
         return None
     names = set()
     for node in tree.body:
@@ -68,9 +83,8 @@ def top_level_names(source: str) -> set[str] | None:
 
 def _only_definitions(source: str) -> bool:
     """True for a cell of imports, defs and classes only: safe and cheap to run, e.g. a student's helper."""
-    try:
-        tree = ast.parse(_without_magics(source))
-    except (SyntaxError, ValueError):
+    tree = _parse(source)
+    if tree is None:
         return False
     allowed = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
     return bool(tree.body) and all(isinstance(node, allowed) for node in tree.body)
@@ -108,11 +122,13 @@ def load_cells(path: Path) -> tuple[list[dict], list[str], str]:
     text = path.read_bytes().decode("utf-8", errors="replace")
     try:
         nb = json.loads(text)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
+        why = (f"{error.msg} at line {error.lineno}" if isinstance(error, json.JSONDecodeError)
+               else "nested too deeply to read")
         cells = _salvage_broken_json(text)
         if not cells:
-            return [], [], f"not a notebook: the file is not valid JSON ({error.msg} at line {error.lineno})"
-        return cells, [f"the notebook's JSON is broken ({error.msg} at line {error.lineno}); "
+            return [], [], f"not a notebook: the file is not valid JSON ({why})"
+        return cells, [f"the notebook's JSON is broken ({why}); "
                        f"graded the {len(cells)} cells that could still be read"], ""
     cells = _code_cells(nb)
     notes = []
@@ -130,6 +146,7 @@ def recover(path: Path, setup_cells: list[dict], graded_names: list[str]) -> Rec
     if unreadable:
         return result
     result.cells = [dict(c) for c in setup_cells]
+    result.grade_ids = {str(_nbgrader(c).get("grade_id")) for c in cells if _nbgrader(c).get("grade_id")}
     chosen: list[int] = []
     for name in graded_names:
         by_id = [i for i, c in enumerate(cells) if _grade_id(c) == name]

@@ -326,9 +326,12 @@ class Session:
                 raise WorkerTimeout(f"timed out after {limits.call_wall_s:g} s without answering "
                                     "(sleeping or waiting on something?)")
         try:
-            reply = wire.receive(self.sock)
+            reply = wire.receive(self.sock, wire.reply_limit(payloads))
         except (EOFError, OSError, socket.timeout):
             raise self._died() from None
+        except wire.TooLarge as error:
+            self._kill()
+            raise ProtocolError(f"your code returned {error}: far more than these inputs call for") from None
         except wire.ProtocolError as error:
             self._kill()
             raise ProtocolError(f"the worker sent a malformed reply ({error}); "

@@ -27,6 +27,10 @@ import torch
 MAX_HEADER_BYTES = 4 * 1024 * 1024
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 MAX_DEPTH = 32
+# A reply may carry at most REPLY_FLOOR_BYTES, or REPLY_FACTOR times the tensor bytes of the request when
+# that is more: far above what any graded function returns for its inputs, far below what would strain the grader.
+REPLY_FLOOR_BYTES = 16 * 1024 * 1024
+REPLY_FACTOR = 64
 
 DTYPES = {
     "float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -38,6 +42,24 @@ DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 class ProtocolError(Exception):
     """The other side sent something that is not a well-formed message."""
+
+
+class TooLarge(ProtocolError):
+    """A well-formed message carrying more bytes than the receiver accepts."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"{_mib(size)} of tensor data, over the {_mib(limit)} the grader accepts here")
+        self.size = size
+        self.limit = limit
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def reply_limit(request_payloads: list[bytes]) -> int:
+    """The most payload bytes the grader reads back in answer to a request carrying `request_payloads`."""
+    return min(MAX_MESSAGE_BYTES, max(REPLY_FLOOR_BYTES, REPLY_FACTOR * sum(len(p) for p in request_payloads)))
 
 
 @dataclass(frozen=True)
@@ -122,7 +144,9 @@ def _int(tree: dict, key: str) -> int:
 def decode(tree: object, payloads: list[bytes], depth: int = 0, *, modules: bool = False) -> object:
     """Rebuild a value from its tree and payloads, validating everything; tensors come back on the CPU.
 
-    `modules` lets module trees through (the worker's side only: the grader never builds what a worker sends)."""
+    `modules` lets module trees through (the worker's side only: the grader never builds what a worker sends).
+    Each payload backs one tensor: decoding takes it out of `payloads` (leaves None), so one message cannot
+    turn a payload into a thousand copies."""
     if depth > MAX_DEPTH or not isinstance(tree, dict):
         raise ProtocolError("malformed value")
     kind = tree.get("t")
@@ -176,13 +200,20 @@ def _decode_tensor(tree: dict, payloads: list[bytes]) -> torch.Tensor:
     if not 0 <= index < len(payloads):
         raise ProtocolError("payload index out of range")
     data = payloads[index]
+    if data is None:
+        raise ProtocolError("one payload is claimed by two tensors")
     numel = math.prod(shape)
     itemsize = torch.empty((), dtype=dtype).element_size()
     if numel * itemsize != len(data):
         raise ProtocolError(f"tensor of shape {shape} and dtype {tree['dtype']} needs {numel * itemsize} bytes, "
                             f"got {len(data)}")
-    tensor = torch.frombuffer(bytearray(data), dtype=dtype) if numel else torch.empty(0, dtype=dtype)
-    return tensor.reshape(shape)
+    payloads[index] = None
+    if not numel:
+        return torch.empty(shape, dtype=dtype)
+    buffer = data if isinstance(data, bytearray) else bytearray(data)   # the tensor owns its bytes: no aliasing
+    if dtype is torch.bool:   # a byte other than 0 or 1 is not a valid bool: read the bytes as uint8 instead
+        return torch.frombuffer(buffer, dtype=torch.uint8).ne(0).reshape(shape)
+    return torch.frombuffer(buffer, dtype=dtype).reshape(shape)
 
 
 def tensor_device(tree: object) -> str | None:
@@ -200,29 +231,33 @@ def send(sock: socket.socket, header: dict, payloads: list[bytes] = ()) -> None:
         sock.sendall(payload)
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    chunks, remaining = [], size
-    while remaining:
-        chunk = sock.recv(min(remaining, 1 << 20))
-        if not chunk:
+def _recv_exact(sock: socket.socket, size: int) -> bytearray:
+    """Exactly `size` bytes, read into one buffer (no chunks to join: the bytes are held once)."""
+    buffer = bytearray(size)
+    view, received = memoryview(buffer), 0
+    while received < size:
+        count = sock.recv_into(view[received:], min(size - received, 1 << 20))
+        if not count:
             raise EOFError("connection closed")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        received += count
+    return buffer
 
 
-def receive(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[dict, list[bytes]]:
-    """One message: (header, payloads). Raises EOFError on a closed connection, ProtocolError on garbage."""
+def receive(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[dict, list[bytearray]]:
+    """One message: (header, payloads). Raises EOFError on a closed connection, ProtocolError on garbage
+    (TooLarge when its payloads are over `max_bytes`: then nothing past the header has been read)."""
     (length,) = struct.unpack(">Q", _recv_exact(sock, 8))
     if length > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {length} bytes is over the {MAX_HEADER_BYTES} byte limit")
     try:
         header = json.loads(_recv_exact(sock, length))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, ValueError) as error:
         raise ProtocolError(f"header is not JSON: {error}") from None
+    except RecursionError:   # json.loads recurses once per level of nesting
+        raise ProtocolError("header is nested too deeply to be a message") from None
     sizes = header.get("sizes") if isinstance(header, dict) else None
     if not isinstance(sizes, list) or not all(type(s) is int and s >= 0 for s in sizes):
         raise ProtocolError("header lacks a valid list of payload sizes")
     if sum(sizes) > max_bytes:
-        raise ProtocolError(f"message of {sum(sizes)} bytes is over the {max_bytes} byte limit")
+        raise TooLarge(sum(sizes), max_bytes)
     return header, [_recv_exact(sock, size) for size in sizes]

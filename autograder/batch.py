@@ -42,6 +42,10 @@ class BatchInterrupted(Exception):
     """Grading stopped on Ctrl-C; finished results and grades.csv are on disk."""
 
 
+class SlotFailed(RuntimeError):
+    """A job slot could not start: the grading host's problem, never a submission's, so the batch stops."""
+
+
 def discover(paths: list[Path], assignment: str, *, log: TextIO | None = sys.stderr) -> list[Submission]:
     """Submissions of `assignment` under `paths` (see `autograder.discovery`); what is found but skipped is
     printed to `log`, grouped by reason."""
@@ -135,6 +139,7 @@ class _Interrupted(BaseException):
 
 
 _slot: Grader | None = None
+_slot_error = ""   # why this slot could not start; every task it is given reports it
 _busy = False
 
 
@@ -145,21 +150,30 @@ def _stop_slot(signum: int, frame: object) -> None:
 
 
 def _init_slot(assignment: str, level: str | None, limits: Limits, device: str) -> None:
-    global _slot
-    import torch
-
+    global _slot, _slot_error
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # a terminal's Ctrl-C reaches every slot: the batch decides
     signal.signal(signal.SIGTERM, _stop_slot)
-    torch.set_num_threads(1)  # references run single-threaded: same rounding whatever the machine
-    pool = WorkerPool(level=level, limits=limits, device=device)
-    pool.start()
-    # Job slots end through multiprocessing, which runs its finalizers but not atexit handlers.
-    Finalize(pool, pool.close, exitpriority=10)
-    _slot = Grader(Assignment.load(assignment), pool, limits)
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # references run single-threaded: same rounding whatever the machine
+        pool = WorkerPool(level=level, limits=limits, device=device)
+        pool.start()
+        # Job slots end through multiprocessing, which runs its finalizers but not atexit handlers.
+        Finalize(pool, pool.close, exitpriority=10)
+        _slot = Grader(Assignment.load(assignment), pool, limits)
+    except Exception as error:  # noqa: BLE001 - reported by the first task (an initializer's error is only logged)
+        _slot_error = _plain(error)
+
+
+def _slot_ready() -> None:
+    if _slot_error:
+        raise SlotFailed(f"a job slot could not start: {_slot_error}")
 
 
 def _grade_in_slot(submission: Submission, out: str) -> tuple[str, float, float, str]:
     global _busy
+    _slot_ready()
     _busy = True
     try:
         try:
@@ -192,22 +206,24 @@ class _Slots:
         """Grade `todo`; return the submissions that killed their slot even when graded alone."""
         queue, killers = deque(todo), []
         while queue:
-            lost = self._run(queue, self.jobs)
-            if self.jobs == 1:
-                killers += lost   # it was alone in its slot
-            else:
-                for suspect in lost:
-                    killers += self._run(deque([suspect]), 1)   # alone, so a death names its cause
+            for suspect in self._run(queue, self.jobs):
+                killers += self._run(deque([suspect]), 1, probe=True)   # alone, so a death names its cause
         return killers
 
-    def _run(self, queue: deque[Submission], workers: int) -> list[Submission]:
+    def _run(self, queue: deque[Submission], workers: int, probe: bool = False) -> list[Submission]:
         """Grade from `queue`, keeping at most `workers` submissions in flight; stop when a slot dies and
-        return the submissions that were in flight then (the rest stay queued)."""
+        return the submissions that were in flight then (the rest stay queued). With `probe`, the (single)
+        slot first shows that it started, so that a death afterwards is the submission's doing."""
         context = multiprocessing.get_context("spawn")
         self.executor = ProcessPoolExecutor(max_workers=max(1, min(workers, len(queue))), mp_context=context,
                                             initializer=_init_slot, initargs=self.initargs)
         running: dict = {}
         try:
+            if probe:
+                try:
+                    self.executor.submit(_slot_ready).result()
+                except BrokenProcessPool:
+                    raise SlotFailed("a job slot stopped while starting (is the host out of memory?)") from None
             while queue or running:
                 while queue and len(running) < workers:
                     submission = queue.popleft()

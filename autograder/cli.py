@@ -27,7 +27,7 @@ def _grade(args: argparse.Namespace) -> int:
               "files, in nbgrader's submitted/<student>/<assignment>/ layout or any other)", file=sys.stderr)
         return 2
 
-    from .batch import BatchInterrupted, _print_skipped, grade_batch
+    from .batch import BatchInterrupted, SlotFailed, _print_skipped, grade_batch
     from .grade import Assignment
     from .report import table
 
@@ -47,6 +47,10 @@ def _grade(args: argparse.Namespace) -> int:
     except BatchInterrupted as stopped:
         print(stopped, file=sys.stderr)
         return 130
+    except SlotFailed as error:
+        print(f"{error}; nothing was graded wrongly: fix the grading host and run the same command again",
+              file=sys.stderr)
+        return 1
     wanted = {s.id for s in submissions}
     print(table([r for r in results if r["extra_data"]["submission"] in wanted], assignment.item_names))
     print(f"results: {out}/<submission>.json, {out}/grades.csv", file=sys.stderr)

@@ -76,7 +76,7 @@ def _link_refusal(notebook: Path, home: Path) -> str:
         return ""
     target = notebook.resolve()
     where = "the folder being graded" if home == notebook else f"the submission's folder {home}"
-    return (f"not graded: {notebook} is a symbolic link to {target}, outside {where}; links are never "
+    return (f"{notebook} is a symbolic link to {target}, outside {where}; links are never "
             "followed out of a submission (submit the notebook file itself)")
 
 

@@ -1,6 +1,7 @@
 """The hostile corpus, graded as one batch next to honest submissions: contain every attack, lose nothing."""
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -13,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from autograder.batch import discover, grade_batch
-from autograder.build import ROOT
+from autograder.build import ROOT, source_path
 from autograder.grade import Assignment
 from autograder.sandbox import Limits, detect_level
 
-from .hostile.attention import BROKEN, FULL, HOSTILE, MARKER
+from .hostile.attention import BROKEN, FULL, HONEST_MASK, HOSTILE, MARKER, PLACED
 
 pytestmark = [pytest.mark.hostile, pytest.mark.slow, pytest.mark.xdist_group("release")]
 HONEST = ("honest_first", "honest_last")  # sorted around the hostile ones, so they share the batch with them
@@ -42,9 +43,30 @@ def write(folder: Path, name: str, data: bytes) -> None:
     path.write_bytes(data)
 
 
+def place(folder: Path, case, mask_only: bytes) -> None:
+    path = folder / case.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if case.content.startswith("link:"):
+        target = case.content.removeprefix("link:")
+        os.symlink(source_path("attention") if target == "SOURCE" else os.path.relpath(folder / target, path.parent),
+                   path)
+    else:
+        path.write_bytes(mask_only if case.content == "mask_only" else source_path(case.content).read_bytes())
+
+
+def answer_causal_mask_only(release: bytes) -> bytes:
+    nb = json.loads(release)
+    for cell in nb["cells"]:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "causal_mask":
+            cell["source"] = HONEST_MASK
+    return json.dumps(nb).encode()
+
+
 @pytest.fixture(scope="module")
-def corpus(attention_samples, tmp_path_factory):
+def batch(attention_samples, tmp_path_factory):
+    """Every case graded in one batch: (folder, output folder, results by id, seconds, project fingerprint)."""
     reference = (attention_samples / "reference" / "attention" / "attention.ipynb").read_bytes()
+    release = (attention_samples / "untouched" / "attention" / "attention.ipynb").read_bytes()
     folder = tmp_path_factory.mktemp("hostile-submissions")
     for name in HONEST:
         write(folder, name, reference)
@@ -57,12 +79,31 @@ def corpus(attention_samples, tmp_path_factory):
         write(folder, case.name, json.dumps(nb).encode())
     for case in BROKEN:
         write(folder, case.name, case.rewrite(json.loads(reference)))
+    for case in PLACED:
+        place(folder, case, answer_causal_mask_only(release))
     before = project_fingerprint()
+    out = tmp_path_factory.mktemp("hostile-grades")
     start = time.monotonic()
-    results = grade_batch(Assignment.load("attention"), discover([folder], "attention"),
-                          tmp_path_factory.mktemp("hostile-grades"), jobs=2, limits=LIMITS, progress=None)
+    results = grade_batch(Assignment.load("attention"), discover([folder], "attention"), out, jobs=2,
+                          limits=LIMITS, progress=None)
     seconds = time.monotonic() - start
-    return {r["extra_data"]["submission"]: r for r in results}, before, seconds
+    return folder, out, {r["extra_data"]["submission"]: r for r in results}, seconds, before
+
+
+@pytest.fixture(scope="module")
+def corpus(batch):
+    """(results by case name, project fingerprint before, seconds) for the honest, hostile and broken cases."""
+    _, _, results, seconds, before = batch
+    names = {*HONEST, *(c.name for c in HOSTILE), *(c.name for c in BROKEN)}
+    return {name: r for name, r in results.items() if name in names}, before, seconds
+
+
+@pytest.fixture(scope="module")
+def placed(batch) -> dict[str, dict]:
+    """Results of the placed cases, by case name, found through the path each result records."""
+    folder, _, results, _, _ = batch
+    by_path = {r["extra_data"]["source_path"]: r for r in results.values()}
+    return {case.name: by_path[str(folder / case.path)] for case in PLACED}
 
 
 def item(result: dict, name: str) -> dict:
@@ -83,6 +124,22 @@ def test_each_case_earns_exactly_what_its_honest_parts_earn(corpus, case):
     if case.says:
         where = item(result, getattr(case, "item", "causal_mask"))["output"] + "\n".join(result["extra_data"]["notes"])
         assert case.says in where
+
+
+@pytest.mark.parametrize("case", PLACED, ids=lambda c: c.name)
+def test_every_placed_notebook_earns_what_its_parts_earn(placed, case):
+    result = placed[case.name]
+    assert {t["name"]: t["score"] for t in result["tests"]} == case.scores
+    assert case.says in "\n".join(t["output"] for t in result["tests"]) + "\n".join(result["extra_data"]["notes"])
+
+
+def test_every_notebook_found_has_a_result_of_its_own_and_a_row(batch):
+    folder, out, results, _, _ = batch
+    notebooks = {str(p) for p in folder.rglob("*.ipynb")}
+    assert sorted(r["extra_data"]["source_path"] for r in results.values()) == sorted(notebooks)
+    rows = list(csv.DictReader((out / "grades.csv").open()))
+    assert sorted(row["submission"] for row in rows) == sorted(results)
+    assert {row["rubric_version"] for row in rows} == {Assignment.load("attention").version}
 
 
 def test_honest_neighbours_are_graded_as_if_alone(corpus, attention_grades):

@@ -2,7 +2,7 @@
 
 A `Hostile` case replaces the code of some solution cells of the reference
 submission (the rest stays honest); a `Broken` case rewrites the notebook
-file itself. `scores` gives the points each item must earn; `says` is a
+file itself; a `Placed` case lays a notebook out another way, or links to one. `scores` gives the points each item must earn; `says` is a
 phrase that must appear in that item's feedback or in the notes.
 """
 from __future__ import annotations
@@ -227,6 +227,45 @@ class Bomb:
 def causal_mask(seq_len, *, device=None):
     return Bomb()
 """}, zero("causal_mask"), "an object of type"),
+    # --- what the grader reads back ---
+    Hostile("returns_a_huge_tensor", {"causal_mask": """
+def causal_mask(seq_len, *, device=None):
+    return torch.zeros(64 * 2**20, dtype=torch.uint8)
+"""}, zero("causal_mask"), "far more than these inputs call for"),
+    Hostile("nested_reply_header", {"causal_mask": """
+import os, struct
+def causal_mask(seq_len, *, device=None):
+    header = b'{"sizes": [], "x": ' + b'[' * 100000 + b']' * 100000 + b'}'
+    for fd in range(3, 64):
+        try:
+            os.write(fd, struct.pack('>Q', len(header)) + header)
+        except OSError:
+            pass
+    return torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
+"""}, zero("causal_mask"), "nested too deeply"),
+    # --- ordinary bugs the grader must survive ---
+    Hostile("sdpa_returns_only_the_output", {"scaled_dot_product_attention": """
+import math
+def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False):
+    if attn_mask is not None and not (attn_mask.dtype == torch.bool or attn_mask.is_floating_point()):
+        raise ValueError('attn_mask must be bool or floating')
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float('-inf')) if attn_mask.dtype == torch.bool else scores + attn_mask
+    if is_causal:
+        scores = scores.masked_fill(~torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril(), float('-inf'))
+    return torch.softmax(scores, -1).nan_to_num(0.0) @ v
+"""}, {"causal_mask": 2.0, "scaled_dot_product_attention": 0.8333, "MultiHeadAttention": 1.0},
+        "could not be checked on what your code returned", "scaled_dot_product_attention"),  # only ValueError holds
+    Hostile("wrong_only_the_first_time", {"causal_mask": """
+_seen = set()
+def causal_mask(seq_len, *, device=None):
+    mask = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
+    if seq_len in _seen:
+        return mask
+    _seen.add(seq_len)
+    return ~mask
+"""}, zero("causal_mask"), "different results for the same input"),
     Hostile("writes_to_the_grader_channel", {"causal_mask": """
 import os
 def causal_mask(seq_len, *, device=None):
@@ -303,6 +342,19 @@ def _huge(nb: dict) -> bytes:
     return json.dumps(nb).encode()
 
 
+def _unary_minus_cell(nb: dict) -> bytes:
+    """10 kB of nested unary minus: more nesting than Python's parser can hold."""
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                        "source": "x = " + "-" * 10_000 + "1"})
+    return json.dumps(nb).encode()
+
+
+def _deeply_nested_json(nb: dict) -> bytes:
+    """Notebook metadata nested deeper than a JSON reader recurses."""
+    nb["metadata"]["deep"] = "@"
+    return json.dumps(nb).encode().replace(b'"@"', b"[" * 100_000 + b"]" * 100_000)
+
+
 BROKEN = [
     Broken("invalid_json", lambda nb: json.dumps(nb).encode()[:-200], says="JSON is broken"),
     Broken("empty_file", lambda nb: b"", zero(*FULL), "the file is empty"),
@@ -315,4 +367,39 @@ BROKEN = [
     Broken("solution_moved", _move_solution, says="used the cell that does"),
     Broken("syntax_error_in_one_cell", _syntax_error, zero("causal_mask"), "SyntaxError"),
     Broken("hundred_megabytes", _huge),
+    Broken("ten_kilobytes_of_unary_minus", _unary_minus_cell),
+    Broken("deeply_nested_json", _deeply_nested_json, says="nested too deeply"),
+]
+
+# Only causal_mask answered: the cheapest submission that still earns points, for the cases about finding files.
+MASK_ONLY = {"causal_mask": 2.0, "scaled_dot_product_attention": 0.0, "MultiHeadAttention": 0.0}
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A notebook laid out some other way than `<name>/attention/attention.ipynb`, or a link: discovery must
+    find it, give it an id of its own and record where it was found."""
+
+    name: str
+    path: str                         # where it lies, under the folder graded
+    content: str                      # "mask_only": the release with causal_mask answered; "vit": the vit
+                                      # assignment's notebook; "link:TARGET": a symbolic link to TARGET (a path
+                                      # under the folder graded, or SOURCE for the attention source notebook)
+    scores: dict[str, float] = field(default_factory=lambda: dict(MASK_ONLY))
+    says: str = ""
+
+
+PLACED = [
+    # LMS downloads (a folder per student, no assignment folder) beside nbgrader's layout; ids must not collide.
+    Placed("student_a_space_b", "a b/attention.ipynb", "mask_only"),
+    Placed("student_a_question_b", "a?b/attention.ipynb", "mask_only"),
+    Placed("student_a_underscore_b", "a_b/attention/attention.ipynb", "mask_only"),
+    Placed("two_notebooks_first", "twice/attention/attention.ipynb", "mask_only"),
+    Placed("two_notebooks_second", "twice/attention/attention-v2.ipynb", "mask_only"),
+    Placed("flat_file", "flat_student_attention.ipynb", "mask_only"),
+    Placed("another_assignment", "handed_in_vit/attention/attention.ipynb", "vit", zero(*FULL), "'vit' assignment"),
+    Placed("link_to_the_source", "linked_source/attention/attention.ipynb", "link:SOURCE", zero(*FULL),
+           "symbolic link"),
+    Placed("link_to_a_classmate", "linked_classmate/attention/attention.ipynb",
+           "link:honest_first/attention/attention.ipynb", zero(*FULL), "symbolic link"),
 ]

@@ -162,7 +162,7 @@ def _init_slot(assignment: str, level: str | None, limits: Limits, device: str) 
         # Job slots end through multiprocessing, which runs its finalizers but not atexit handlers.
         Finalize(pool, pool.close, exitpriority=10)
         _slot = Grader(Assignment.load(assignment), pool, limits)
-    except Exception as error:  # noqa: BLE001 - reported by the first task (an initializer's error is only logged)
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - reported by the first task (else only logged)
         _slot_error = _plain(error)
 
 
@@ -191,14 +191,16 @@ def _grade_in_slot(submission: Submission, out: str) -> tuple[str, float, float,
 # --- the batch (this process) ------------------------------------------------------------------
 
 class _Slots:
-    """Job slots for one batch, restarted whenever one dies."""
+    """Job slots for one batch, restarted whenever one dies. Each slot runs `initializer(*initargs)` once,
+    then `task(submission, out)` per submission, which returns what `on_done` takes."""
 
-    def __init__(self, assignment: Assignment, out: Path, jobs: int, level: str | None, limits: Limits,
-                 device: str, on_done: Callable[[str, float, float, str], None]):
-        self.assignment = assignment
+    def __init__(self, out: Path, jobs: int, initargs: tuple, on_done: Callable[..., None], *,
+                 initializer: Callable[..., None] | None = None, task: Callable[..., tuple] | None = None):
         self.out = out
         self.jobs = jobs
-        self.initargs = (assignment.name, level, limits, device)
+        self.initializer = initializer or _init_slot
+        self.initargs = initargs
+        self.task = task or _grade_in_slot
         self.on_done = on_done
         self.executor: ProcessPoolExecutor | None = None   # the one running now
 
@@ -216,7 +218,7 @@ class _Slots:
         slot first shows that it started, so that a death afterwards is the submission's doing."""
         context = multiprocessing.get_context("spawn")
         self.executor = ProcessPoolExecutor(max_workers=max(1, min(workers, len(queue))), mp_context=context,
-                                            initializer=_init_slot, initargs=self.initargs)
+                                            initializer=self.initializer, initargs=self.initargs)
         running: dict = {}
         try:
             if probe:
@@ -227,7 +229,7 @@ class _Slots:
             while queue or running:
                 while queue and len(running) < workers:
                     submission = queue.popleft()
-                    running[self.executor.submit(_grade_in_slot, submission, str(self.out))] = submission
+                    running[self.executor.submit(self.task, submission, str(self.out))] = submission
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     submission = running.pop(future)
@@ -279,7 +281,7 @@ def grade_batch(assignment: Assignment, submissions: list[Submission], out: Path
                       f"({seconds:.1f} s; {time.perf_counter() - start:.0f} s elapsed)", file=progress)
 
         try:
-            killers = _Slots(assignment, out, jobs, level, limits, device, on_done).grade(todo)
+            killers = _Slots(out, jobs, (assignment.name, level, limits, device), on_done).grade(todo)
         except KeyboardInterrupt:
             report.write_grades_csv(out, assignment.item_names, assignment.version)
             raise BatchInterrupted(f"interrupted: {finished[0]} of {len(todo)} submission(s) graded in this run; "

@@ -66,13 +66,16 @@ def readable_id(text: str) -> str:
     return f"{cleaned}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
 
 
-def _inside(path: Path, home: Path) -> bool:
-    """Whether `path`, with every link resolved, is `home` or lies under it."""
-    return path.resolve().is_relative_to(home.resolve())
+def _stays_home(notebook: Path, home: Path) -> bool:
+    """Whether `notebook`, with every link resolved, lies under `home` (or is `home` and no link at all)."""
+    resolved = notebook.resolve()
+    if home == notebook:
+        return resolved == notebook.parent.resolve() / notebook.name
+    return resolved.is_relative_to(home.resolve())
 
 
 def _link_refusal(notebook: Path, home: Path) -> str:
-    if _inside(notebook, home):
+    if _stays_home(notebook, home):
         return ""
     target = notebook.resolve()
     where = "the folder being graded" if home == notebook else f"the submission's folder {home}"

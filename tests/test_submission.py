@@ -109,3 +109,29 @@ def test_unreadable_files_get_a_reason(tmp_path, content, reason):
 def test_test_cells_turned_into_markdown_do_not_matter(tmp_path):
     nb = notebook([solution_cell("causal_mask", MASK), plain_cell("check('causal_mask', causal_mask)", "markdown")])
     assert sources(recover(write(tmp_path, nb), SETUP, NAMES)) == ["import torch", MASK]
+
+
+def test_a_cell_nested_past_the_parser_is_not_run_and_costs_nothing_else(tmp_path):
+    unary = "x = " + "-" * 10_000 + "1"
+    nb = notebook([plain_cell(unary), solution_cell("causal_mask", MASK)])
+    got = recover(write(tmp_path, nb), SETUP, NAMES)
+    assert sources(got) == ["import torch", MASK] and not got.unreadable
+
+
+def test_a_solution_cell_nested_past_the_parser_is_still_sent_so_its_error_is_reported(tmp_path):
+    unary = "def causal_mask(seq_len, *, device=None):\n    return " + "-" * 10_000 + "1\n"
+    got = recover(write(tmp_path, notebook([solution_cell("causal_mask", unary)])), SETUP, NAMES)
+    assert unary in sources(got)
+
+
+def test_json_nested_too_deeply_salvages_the_cells(tmp_path):
+    text = json.dumps({**notebook([solution_cell("causal_mask", MASK)]), "metadata": {"deep": "@"}})
+    got = recover(write(tmp_path, text.replace('"@"', "[" * 100_000 + "]" * 100_000)), SETUP, NAMES)
+    assert MASK in sources(got) and any("nested too deeply" in note for note in got.notes)
+
+
+def test_grade_ids_of_every_code_cell_are_recorded(tmp_path):
+    test_cell = {**plain_cell("check()"), "metadata": {"nbgrader": {"grade_id": "test_patchify", "grade": True}}}
+    got = recover(write(tmp_path, notebook([solution_cell("patchify", "def patchify(x, p):\n    pass\n"), test_cell])),
+                  SETUP, NAMES)
+    assert got.grade_ids == {"patchify", "test_patchify"}

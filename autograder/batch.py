@@ -223,7 +223,7 @@ class _Slots:
         try:
             if probe:
                 try:
-                    self.executor.submit(_slot_ready).result()
+                    self.executor.submit(os.getpid).result()   # returns once the slot has started
                 except BrokenProcessPool:
                     raise SlotFailed("a job slot stopped while starting (is the host out of memory?)") from None
             while queue or running:

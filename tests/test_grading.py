@@ -19,6 +19,8 @@ from autograder.discovery import Submission, discover_all
 from autograder.grade import Assignment, grading_files, rubric_version
 from autograder.samples import variants
 
+from .hostile import slots
+
 pytestmark = [pytest.mark.grader, pytest.mark.xdist_group("release")]
 
 # Which item each wrong sample breaks (assignments/samples/attention/*.py).
@@ -280,32 +282,19 @@ def test_one_output_folder_never_mixes_assignments(attention_samples, tmp_path):
 
 # --- a job slot that dies costs only its own submission; Ctrl-C keeps what is finished -----------------
 
-def no_setup(*args: object) -> None:
-    pass
-
-
-def broken_setup(*args: object) -> None:
-    raise OSError("no worker could start")
-
-
-def grade_or_die(submission: Submission, out: str) -> tuple:
-    if submission.id == "kills_its_slot":
-        os._exit(3)
-    return submission.id, 1.0, 0.0, "unprotected"
-
-
 def test_a_slot_that_dies_costs_only_the_submission_that_killed_it(tmp_path):
-    todo = [Submission(name, tmp_path / f"{name}.ipynb") for name in ("a", "kills_its_slot", "b", "c")]
+    todo = [Submission(name, tmp_path / f"{name}.ipynb") for name in ("a", slots.KILLER, "b", "c")]
     done = []
-    slots = _Slots(tmp_path, 2, (), lambda *result: done.append(result[0]), initializer=no_setup, task=grade_or_die)
-    assert slots.grade(todo) == [todo[1]]
+    batch = _Slots(tmp_path, 2, (), lambda *result: done.append(result[0]), initializer=slots.no_setup,
+                   task=slots.grade_or_die)
+    assert batch.grade(todo) == [todo[1]]
     assert sorted(done) == ["a", "b", "c"]
 
 
 def test_slots_that_cannot_start_stop_the_batch_instead_of_zeroing_everyone(tmp_path):
-    slots = _Slots(tmp_path, 1, (), lambda *result: None, initializer=broken_setup, task=grade_or_die)
-    with pytest.raises(SlotFailed, match="could not start|stopped while starting"):
-        slots.grade([Submission("a", tmp_path / "a.ipynb")])
+    batch = _Slots(tmp_path, 1, (), lambda *result: None, initializer=slots.broken_setup, task=slots.grade_or_die)
+    with pytest.raises(SlotFailed, match="stopped while starting"):
+        batch.grade([Submission("a", tmp_path / "a.ipynb")])
 
 
 def test_ctrl_c_stops_keeps_finished_results_writes_grades_csv_and_says_how_to_resume(attention_samples, tmp_path):

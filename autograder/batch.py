@@ -139,24 +139,30 @@ class _Interrupted(BaseException):
 
 
 _slot: Grader | None = None
-_slot_error = ""   # why this slot could not start; every task it is given reports it
-_busy = False
+_slot_error = ""        # why this slot could not start; every task it is given reports it
+_state = "starting"     # "starting", "idle", "busy", or "stopping" (asked to stop while starting)
 
 
 def _stop_slot(signum: int, frame: object) -> None:
-    if _busy:
+    """SIGTERM from the batch: stop what this slot is doing now."""
+    global _state
+    if _state == "busy":
         raise _Interrupted()
-    raise SystemExit(0)   # idle: leave quietly; multiprocessing's finalizers close the worker pool
+    if _state == "idle":
+        raise SystemExit(0)   # leave quietly; multiprocessing's finalizers close the worker pool
+    _state = "stopping"       # starting: skip the rest of the start-up and take no work
 
 
 def _init_slot(assignment: str, level: str | None, limits: Limits, device: str) -> None:
-    global _slot, _slot_error
+    global _slot, _slot_error, _state
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # a terminal's Ctrl-C reaches every slot: the batch decides
     signal.signal(signal.SIGTERM, _stop_slot)
     try:
         import torch
 
         torch.set_num_threads(1)  # references run single-threaded: same rounding whatever the machine
+        if _state == "stopping":
+            return
         pool = WorkerPool(level=level, limits=limits, device=device)
         pool.start()
         # Job slots end through multiprocessing, which runs its finalizers but not atexit handlers.
@@ -164,6 +170,8 @@ def _init_slot(assignment: str, level: str | None, limits: Limits, device: str) 
         _slot = Grader(Assignment.load(assignment), pool, limits)
     except (Exception, SystemExit) as error:  # noqa: BLE001 - reported by the first task (else only logged)
         _slot_error = _plain(error)
+    finally:
+        _state = "idle" if _state == "starting" else _state
 
 
 def _slot_ready() -> None:
@@ -172,9 +180,11 @@ def _slot_ready() -> None:
 
 
 def _grade_in_slot(submission: Submission, out: str) -> tuple[str, float, float, str]:
-    global _busy
+    global _state
     _slot_ready()
-    _busy = True
+    if _state == "stopping":
+        raise _Interrupted()
+    _state = "busy"
     try:
         try:
             result = _slot.grade(submission.path, submission.id, refused=submission.refused)
@@ -184,7 +194,7 @@ def _grade_in_slot(submission: Submission, out: str) -> tuple[str, float, float,
                                 _slot.pool.level)
         report.write_result(Path(out), result)
     finally:
-        _busy = False
+        _state = "idle"
     return submission.id, result["score"], result["execution_time"], _slot.pool.level
 
 
@@ -247,6 +257,7 @@ class _Slots:
     def _stop(self) -> None:
         """Ask every slot to stop grading now (they close their workers), and kill any that will not."""
         processes = list(self.executor._processes.values())   # the executor offers no public handle on them
+        self.executor.shutdown(wait=False, cancel_futures=True)   # no more work: idle slots leave
         for process in processes:
             if process.is_alive():
                 os.kill(process.pid, signal.SIGTERM)

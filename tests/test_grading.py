@@ -264,7 +264,7 @@ def test_stale_results_are_regraded_and_grades_csv_never_mixes_versions(attentio
     fake_result(out, "untouched", "attention", "1-older", str(untouched))
     fake_result(out, "ghost", "attention", "1-older", str(tmp_path / "gone.ipynb"))
     assignment = Assignment.load("attention")
-    results = grade_batch(assignment, discover([tmp_path / "submitted"], "attention"), out)
+    results = grade_batch(assignment, discover([tmp_path / "submitted"], "attention"), out, progress=sys.stderr)
     assert sorted(r["extra_data"]["submission"] for r in results) == ["other", "untouched"]
     rows = list(csv.DictReader((out / "grades.csv").open()))
     assert [(r["submission"], r["max_score"], r["rubric_version"]) for r in rows] == [

@@ -51,7 +51,7 @@ class Item:
 @dataclass(frozen=True)
 class Rubric:
     assignment: str
-    version: str                  # bump whenever a check or a point value changes
+    version: str                  # folded into the computed version (grade.rubric_version): bump to force a regrade
     items: tuple[Item, ...]
 
     @property

@@ -51,11 +51,11 @@ def discover(paths: list[Path], assignment: str, *, log: TextIO | None = sys.std
     printed to `log`, grouped by reason."""
     submissions, skipped = discover_all(paths, assignment)
     if log:
-        _print_skipped(skipped, log)
+        print_skipped(skipped, log)
     return submissions
 
 
-def _print_skipped(skipped: list[Skipped], log: TextIO) -> None:
+def print_skipped(skipped: list[Skipped], log: TextIO) -> None:
     by_reason: dict[str, list[Path]] = {}
     for item in skipped:
         by_reason.setdefault(item.reason, []).append(item.path)

@@ -27,11 +27,11 @@ def _grade(args: argparse.Namespace) -> int:
               "files, in nbgrader's submitted/<student>/<assignment>/ layout or any other)", file=sys.stderr)
         return 2
 
-    from .batch import BatchInterrupted, SlotFailed, _print_skipped, grade_batch
+    from .batch import BatchInterrupted, SlotFailed, print_skipped, grade_batch
     from .grade import Assignment
     from .report import table
 
-    _print_skipped(skipped, sys.stderr)
+    print_skipped(skipped, sys.stderr)
     assignment = Assignment.load(args.assignment)
     level = sandbox.detect_level(args.isolation)
     print(f"isolation: {level}", file=sys.stderr)

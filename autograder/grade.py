@@ -184,8 +184,7 @@ class Grader:
         try:
             recovered = recover(path, list(self.assignment.setup_cells), self.assignment.item_names)
         except Exception as error:  # noqa: BLE001 - whatever the file does to the parser, this submission only
-            recovered = None
-            unreadable = f"the notebook could not be read ({type(error).__name__}: {str(error)[:200]})"
+            recovered, unreadable = None, f"the notebook could not be read ({_plain(error)})"
         else:
             unreadable = recovered.unreadable
         other = recovered and self.assignment.other_assignment(recovered.grade_ids)

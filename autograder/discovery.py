@@ -152,6 +152,8 @@ def _add_folder(found: _Found, folder: Path, assignment: str, skipped: list[Skip
             nested = child / assignment
             if nested.is_dir() and not nested.is_symlink():
                 _add_assignment_folder(found, child.name, nested, child)
+                skipped.extend(Skipped(p, f"outside the student's {assignment!r} folder")
+                               for p in _notebooks(child, assignment, skipped) if not p.is_relative_to(nested))
             else:
                 found.add_student(child.name, child, _notebooks(child, assignment, skipped), child)
         elif child.suffix == ".ipynb":                                              # flat: <student>_<x>.ipynb

@@ -169,13 +169,15 @@ def ids(submissions: list[Submission]) -> dict[str, str]:
 def test_discovery_reads_nbgrader_lms_flat_and_gradescope_layouts_in_one_folder(tmp_path):
     for relative in ("alice/attention/attention.ipynb", "bob/attention.ipynb", "carol/week 3/my attention.ipynb",
                      "dave_attention_1234.ipynb", "submission_42/attention.ipynb",
-                     "bob/.ipynb_checkpoints/attention-checkpoint.ipynb", "erin/vit/vit.ipynb"):
+                     "bob/.ipynb_checkpoints/attention-checkpoint.ipynb", "erin/vit/vit.ipynb",
+                     "alice/scratch.ipynb"):
         notebook_at(tmp_path, relative)
     (tmp_path / "submission_metadata.yml").write_text("submission_42: {}\n")
     found, skipped = discover_all([tmp_path], "attention")
     assert ids(found) == {"alice": "attention.ipynb", "bob": "attention.ipynb", "carol": "my attention.ipynb",
                           "dave_attention_1234": "dave_attention_1234.ipynb", "submission_42": "attention.ipynb"}
-    assert [(s.path.name, s.reason) for s in skipped] == [("vit.ipynb", "in a folder of the 'vit' assignment")]
+    assert [(s.path.name, s.reason) for s in skipped] == [("scratch.ipynb", "outside the student's 'attention' folder"),
+                                                          ("vit.ipynb", "in a folder of the 'vit' assignment")]
     assert not any(s.refused for s in found)
 
 

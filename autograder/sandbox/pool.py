@@ -251,12 +251,11 @@ class WorkerPool:
             self.launch.cleanup()
             self.launch = None
 
-    def cleanup(self, uid: int | None, wait: bool = False) -> None:
-        """After a submission: the fork server kills whatever it left running and removes what it wrote;
-        with `wait`, it also waits until every process of it has exited, so that its exit status is known.
-        A fork server that does not answer, or could not clean up, is restarted."""
+    def cleanup(self, uid: int | None) -> None:
+        """After a submission: the fork server kills and reaps whatever it left running and removes what it
+        wrote. A fork server that does not answer, or could not clean up, is restarted."""
         try:
-            self.control.send(json.dumps({"op": "cleanup", "uid": uid, "wait": wait}).encode())
+            self.control.send(json.dumps({"op": "cleanup", "uid": uid}).encode())
             ready, _, _ = select.select([self.control], [], [], 30)
             reply = json.loads(self.control.recv(1 << 20)) if ready else {}
             self.exit_statuses.update({int(k): v for k, v in reply.get("statuses", {}).items()})
@@ -301,7 +300,7 @@ class WorkerPool:
         data, pid = _receive_with_pid(ours, self.limits.start_timeout_s)
         if not data.startswith(b"H") or pid is None or not data[1:].isdigit():
             ours.close()
-            self.cleanup(uid, wait=True)
+            self.cleanup(uid)
             return data[1:].decode(errors="replace")[:500] if data.startswith(b"E") else ""
         return Session(self, ours, pid, int(data[1:]), uid, deadline)
 
@@ -374,7 +373,7 @@ class Session:
 
     def _died(self) -> WorkerCrashed:
         self._kill()
-        self.pool.cleanup(self.uid, wait=True)
+        self.pool.cleanup(self.uid)
         status = self.pool.exit_statuses.get(self.server_pid)
         if status is None:
             how = "stopped unexpectedly"

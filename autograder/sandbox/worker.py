@@ -225,10 +225,9 @@ def _check(result: int, what: str) -> None:
 
 
 def _enter_namespaces(config: dict) -> None:
-    """Called in pid 1 of the submission's own pid namespace (see serve_forever): add a mount and an IPC
+    """Called in the submission's own pid namespace (see serve_forever): add a mount and an IPC
     namespace, with a /proc that shows only the submission's processes and fresh tmpfs on the folders
-    anyone may write to. When pid 1 of a pid namespace dies, the kernel kills every other process in it:
-    that is how a whole submission is stopped, however it forked."""
+    anyone may write to."""
     _check(LIBC.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare")
     _check(LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "making mounts private")
     _check(LIBC.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mounting /proc")
@@ -380,15 +379,14 @@ def _sweep(uid: int, folders: list[str]) -> None:
 def cleanup(request: dict, config: dict) -> bool:
     """After a submission ended: no process of it left, nothing it wrote left. Whether that worked.
 
-    In a pid namespace the grader's SIGKILL to its first process already stopped it whole: its processes
-    can no longer run, and nothing they wrote is visible outside their mount namespace, so unless the
-    grader asks to `wait` (to learn an exit status) this only reaps what has finished. Without one, every
-    process of the submission is killed now: all of its user id at once, or all that are left below us."""
+    In a pid namespace, killing its pid 1 makes the kernel kill every process in it at once. Without one,
+    all processes of the submission's user id are killed at once. Either way, we then kill and reap every
+    child we have left (the submission's first process, the namespace's pid 1, and, where there is no
+    namespace, orphans re-parented to us) until there is none."""
     uid = request.get("uid")
-    if config["namespaces"] and not request.get("wait"):
-        _reap()
-        return True
-    if uid is not None:
+    while NAMESPACE_INITS:
+        os.kill(NAMESPACE_INITS.pop(), signal.SIGKILL)
+    if uid is not None and not config["namespaces"]:
         _kill_uid(uid)
     clean = _kill_leftovers()
     if uid is not None and not config["namespaces"]:
@@ -421,9 +419,12 @@ def serve_forever(control: socket.socket, config: dict) -> None:
         if not fds:
             continue
         sock = socket.socket(fileno=fds[0])
+        sock.set_inheritable(False)  # the namespace's pid 1 (an exec'd program) must not hold it open
         if config["namespaces"]:
-            # Our next child is pid 1 of a pid namespace of its own; setns below makes the one after it so too.
+            # The submission gets a pid namespace of its own, whose pid 1 only waits to be killed (pid 1 would
+            # ignore the signals the student's code sends itself). setns lets the next one have its own too.
             _check(LIBC.unshare(CLONE_NEWPID), "unshare")
+            NAMESPACE_INITS.append(os.posix_spawn(SLEEP, [SLEEP, "infinity"], {}))
         pid = os.fork()
         if pid == 0:
             control.close()
@@ -434,6 +435,8 @@ def serve_forever(control: socket.socket, config: dict) -> None:
 
 
 EXIT_STATUSES: dict[int, int] = {}  # raw wait statuses of finished children, reported at the next cleanup
+NAMESPACE_INITS: list[int] = []     # pid 1 of the running submission's pid namespace
+SLEEP = shutil.which("sleep") or "/bin/sleep"
 
 
 def _reap() -> None:
@@ -469,20 +472,24 @@ def _read_only_root() -> None:
 
 
 def _pid_1_of_our_own() -> None:
-    """Continue as pid 1 of a new pid namespace; the process we leave waits and exits as we do. Each
-    submission's pid namespace is then made below ours, which our user namespace owns (bwrap's does
-    not), so we may enter ours again after each fork."""
+    """Continue as pid 1 of a new pid namespace, with a /proc that numbers processes as it does; the
+    process we leave waits and exits as we do. Each submission's pid namespace is then made below ours,
+    which our user namespace owns (bwrap's does not), so we may enter ours again after each fork."""
     _check(LIBC.unshare(CLONE_NEWPID), "unshare")
     pid = os.fork()
     if pid:
         _, status = os.waitpid(pid, 0)
         os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
     LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _check(LIBC.unshare(CLONE_NEWNS), "unshare")
+    _check(LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "making mounts private")
+    _check(LIBC.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mounting /proc")
 
 
 def main() -> None:
     """argv: the control socket's descriptor and the configuration (JSON) that isolation.py wrote."""
     control = socket.socket(fileno=int(sys.argv[1]))
+    control.set_inheritable(False)
     config = json.loads(sys.argv[2])
     if not config["sandboxed"]:
         sys.meta_path.insert(0, _RefuseImports())

@@ -166,25 +166,20 @@ def reference_paths() -> list[Path]:
     return [path for path in dict.fromkeys(p.resolve() for p in paths) if path.exists()]
 
 
-_READ_ALL = """
-import os, sys
-for top in sys.argv[1:]:
-    for root, dirs, files in os.walk(top):
-        for name in [root] + [os.path.join(root, f) for f in files]:
-            try:
-                os.close(os.open(name, os.O_RDONLY))
-                print(name)
-            except OSError:
-                pass
-"""
-
-
 def readable_by(uid: int, paths: list[Path]) -> list[str]:
-    """The files and folders under `paths` that user id `uid` can open: tried as that user, so modes of
-    every folder above, ACLs and ownership all count."""
-    result = subprocess.run([sys.executable, "-I", "-c", _READ_ALL, *map(str, paths)], user=uid, group=uid,
-                            extra_groups=[], capture_output=True, text=True, timeout=120, cwd="/")
-    return result.stdout.splitlines()
+    """The files and folders under `paths` that user id `uid` may read: access(2) decides, as that user
+    (`test -r` in a shell running as it), so the modes of every folder above, ACLs and ownership count."""
+    names = [str(path) for top in paths for path in [top, *top.rglob("*")]]
+    readable = []
+    for start in range(0, len(names), 500):
+        try:
+            result = subprocess.run(["/bin/sh", "-c", 'for f; do [ -r "$f" ] && echo "$f"; done; exit 0', "sh",
+                                     *names[start:start + 500]], user=uid, group=uid, extra_groups=[],
+                                    capture_output=True, text=True, timeout=60, cwd="/")
+        except (OSError, subprocess.SubprocessError) as error:
+            raise IsolationError(f"could not check what user id {uid} may read: {error}") from None
+        readable += result.stdout.splitlines()
+    return readable
 
 
 def protect_references() -> list[Path]:

@@ -443,6 +443,7 @@ print(json.dumps({'level': level, 'spied': spied.ok, 'spy_error': spied.error_ty
 """
 
 
+@pytest.mark.xdist_group("release")  # shares the released notebooks with the grading tests
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
 def test_in_a_container_without_cap_sys_admin_the_uid_level_grades_and_hides_the_references(attention_samples,
                                                                                              tmp_path):

@@ -345,7 +345,7 @@ def _works(level: str) -> bool:
 
     pool = WorkerPool(level, Limits(start_timeout_s=60))
     try:
-        pool.start(check_references=False)
+        pool.start(verify_references=False)
         with pool.session() as session:
             cell = session.exec_cells([{"id": "probe", "source": "import os, wave\nos.listdir('.')"}])
         return cell[0].ok

@@ -187,11 +187,11 @@ class WorkerPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self, check_references: bool = True) -> None:
+    def start(self, verify_references: bool = True) -> None:
         """Start the fork server. At the "uid" level, first refuse if a submission could read a reference."""
         self.launch = Launch(self.level, self.limits.tmp_bytes, self.device)
         try:
-            if self.level == "uid" and check_references:
+            if self.level == "uid" and verify_references:
                 check_references(self.launch.uids[1])
             self._start_server()
         except BaseException:

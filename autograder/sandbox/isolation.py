@@ -86,14 +86,14 @@ def _traversable_by_nobody(path: Path) -> bool:
     return True
 
 
-def _uids_in_use() -> set[int]:
-    """Real user ids of the processes running now."""
-    found = set()
+def _process_uids() -> dict[int, int]:
+    """The real user id of every process running now, by pid."""
+    found = {}
     for entry in os.listdir("/proc"):
         try:
             with open(f"/proc/{entry}/status") as status:
-                found.update(int(line.split()[1]) for line in status if line.startswith("Uid:"))
-        except (OSError, ValueError, IndexError):
+                found[int(entry)] = next(int(line.split()[1]) for line in status if line.startswith("Uid:"))
+        except (OSError, ValueError, StopIteration):
             pass
     return found
 
@@ -103,7 +103,7 @@ _blocks_taken: set[int] = set()
 
 def _uid_block() -> int:
     """The first of UID_BLOCK user ids that no running process uses and no other pool here holds."""
-    in_use = _uids_in_use()
+    in_use = set(_process_uids().values())
     while True:
         base = POOL_UID_BASE + random.SystemRandom().randrange(1 << 20) * UID_BLOCK
         if base not in _blocks_taken and not any(base <= uid < base + UID_BLOCK for uid in in_use):
@@ -114,15 +114,7 @@ def _uid_block() -> int:
 def kill_uids(uids: range) -> None:
     """SIGKILL every process whose real user id is in `uids` (a grader-side sweep after a pool closes)."""
     for _ in range(100):
-        pids = []
-        for entry in os.listdir("/proc"):
-            try:
-                with open(f"/proc/{entry}/status") as status:
-                    uid = next(int(line.split()[1]) for line in status if line.startswith("Uid:"))
-            except (OSError, ValueError, StopIteration):
-                continue
-            if uid in uids:
-                pids.append(int(entry))
+        pids = [pid for pid, uid in _process_uids().items() if uid in uids]
         if not pids:
             return
         for pid in pids:
@@ -293,14 +285,16 @@ class Launch:
                   for path in keep if not _traversable_by_nobody(path)]
         if hide_project:
             covers.append(PROJECT_ROOT)
+        if uid is not None:
+            program = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--pdeathsig", "KILL",
+                       *program]
+        if not covers and network:
+            return program  # nothing to hide or reach: no mount namespace needed (nor CAP_SYS_ADMIN)
         staged = [(path, self.stage / f"bind{index}") for index, path in enumerate(keep)]
         q = lambda path: shlex.quote(str(path))  # noqa: E731
         steps = [f"mkdir {q(stage)} && mount --bind {q(path)} {q(stage)}" for path, stage in staged]
         steps += [f"mount -t tmpfs -o mode=755,size=1m tmpfs {q(folder)}" for folder in dict.fromkeys(covers)]
         steps += [f"mkdir -p {q(path)} && mount --bind {q(stage)} {q(path)}" for path, stage in staged]
-        if uid is not None:
-            program = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--pdeathsig", "KILL",
-                       *program]
         script = " && ".join([*steps, f"exec {shlex.join(program)}"])
         spaces = ["--mount"] if network else ["--mount", "--net", "--ipc", "--uts"]
         return ["unshare", *spaces, "--propagation", "private", "--", "/bin/sh", "-c", script]

@@ -213,7 +213,7 @@ class Grader:
                         fatal = f"not run: the submission used up its {self.limits.submission_wall_s:.0f} s time budget"
                     if not fatal and session is None:
                         try:
-                            session = self._start(cells, notes)
+                            session = self._start(cells, notes, deadline)
                         except WorkerError as error:
                             fatal = f"not run: the worker stopped while running your cells: {error}"
                         except Exception as error:  # noqa: BLE001 - the grader's fault; this submission only
@@ -232,9 +232,10 @@ class Grader:
                 session.close()
         return tests
 
-    def _start(self, cells: list[dict], notes: list[str]):
-        """A fresh session with the submission's cells run in it; cell errors become notes."""
-        session = self.pool.session()
+    def _start(self, cells: list[dict], notes: list[str], deadline: float):
+        """A fresh session with the submission's cells run in it, stopped by the worker pool even during a
+        check when the clock reaches the submission's `deadline`; cell errors become notes."""
+        session = self.pool.session(deadline=deadline)
         try:
             results = session.exec_cells(cells)
         except WorkerError:

@@ -3,18 +3,24 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import struct
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from autograder.sandbox import Limits, Opaque, WorkerCrashed, WorkerPool, WorkerTimeout, detect_level, wire
+from autograder.sandbox import (IsolationError, Limits, Opaque, WorkerCrashed, WorkerPool, WorkerTimeout, detect_level,
+                                isolation, seccomp, wire, world_writable_dirs)
 
 pytestmark = pytest.mark.grader
 
 LEVELS = ["bwrap", "rlimits"] if detect_level() == "bwrap" else [detect_level()]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # --- wire format -------------------------------------------------------------------------------
@@ -213,13 +219,11 @@ def test_references_cannot_be_imported_or_read(pool):
     assert not read.ok
 
 
-@pytest.mark.skipif("bwrap" not in LEVELS, reason="needs bubblewrap")
-def test_bwrap_level_has_no_network_and_a_read_only_root():
-    with WorkerPool(level="bwrap") as pool:
-        net = run(pool, "import socket\ndef f():\n    socket.create_connection(('127.0.0.1', 22), timeout=2)", "f")
-        assert not net.ok
-        write = run(pool, "def f():\n    open('/etc/forged', 'w')", "f")
-        assert not write.ok
+def test_no_network_and_a_read_only_root(pool):
+    net = run(pool, "import socket\ndef f():\n    socket.create_connection(('127.0.0.1', 22), timeout=2)", "f")
+    assert not net.ok
+    write = run(pool, "def f():\n    open('/etc/forged', 'w')", "f")
+    assert not write.ok
 
 
 def test_two_pools_work_side_by_side():
@@ -236,3 +240,227 @@ def test_a_student_writing_garbage_to_the_channel_only_breaks_their_session(pool
     except Exception as error:  # noqa: BLE001 - either a protocol error or a crash is acceptable
         assert "worker" in str(error)
     assert run(pool, "def g():\n    return 3", "g").value == 3
+
+
+# --- one submission cannot reach the next, and is stopped whole ---------------------------------------
+
+WRITE = """
+import os
+def write(places, name):
+    done = []
+    for place in places:
+        try:
+            with open(os.path.join(place, name), 'w') as handle:
+                handle.write('answers for the next submission')
+            done.append(os.path.abspath(os.path.join(place, name)))
+        except OSError:
+            pass
+    return done
+"""
+
+
+def test_nothing_one_submission_writes_is_seen_by_the_next(pool):
+    if pool.level == "unprotected":
+        pytest.skip("the unprotected level shares the grading user's files")
+    name = f"answers-{time.monotonic_ns()}.txt"
+    written = run(pool, WRITE, "write", ["/tmp", "/var/tmp", "/dev/shm", "/run/lock", "."], name).value
+    assert written  # at least its own working folder
+    seen = run(pool, "import os\ndef read(paths):\n    return [p for p in paths if os.path.exists(p)]", "read",
+               written).value
+    assert seen == []
+
+
+def test_no_host_folder_anyone_may_write_to_keeps_what_a_submission_wrote(pool):
+    if pool.level == "unprotected":
+        pytest.skip("the unprotected level shares the grading user's files")
+    name = f"left-behind-{time.monotonic_ns()}"
+    places = list(world_writable_dirs())
+    run(pool, WRITE, "write", places, name)
+    assert [p for p in places if os.path.exists(os.path.join(p, name))] == []
+
+
+def _processes_named(name: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and open(f"/proc/{entry}/comm").read().strip() == name:
+                found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+CHAIN = """
+import ctypes, os, time
+def start(name):
+    if os.fork() == 0:
+        try:
+            ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME, inherited by every generation
+            while True:
+                time.sleep(0.01)
+                if os.fork() > 0:
+                    os._exit(0)  # the parent leaves, its child carries on: a chain that keeps re-growing
+        finally:
+            os._exit(0)
+    return 1
+"""
+
+
+def test_a_process_chain_that_keeps_regrowing_is_killed_whole(pool):
+    name = f"chain{time.monotonic_ns() % 10**9}"
+    with pool.session() as session:
+        session.exec_cells([{"id": "chain", "source": CHAIN}])
+        assert session.call("start", [name], {}).value == 1
+        time.sleep(1.0)  # about 100 generations: more than any fixed number of cleanup rounds
+        assert _processes_named(name)
+    time.sleep(0.5)
+    assert _processes_named(name) == []
+    assert run(pool, "def g():\n    return 4", "g").value == 4
+
+
+@pytest.fixture(scope="module", params=LEVELS)
+def tight(request):
+    """A pool with small per-submission budgets."""
+    limits = Limits(call_cpu_s=3.0, submission_cpu_s=4, memory_bytes=3 * 2**29)
+    with WorkerPool(level=request.param, limits=limits) as pool:
+        yield pool
+
+
+def test_a_sleeping_submission_is_stopped_at_its_wall_budget_during_a_check(tight):
+    with tight.session(deadline=time.monotonic() + 2) as session:
+        session.exec_cells([{"id": "nap", "source": "import time\ndef f():\n    time.sleep(1)\n    return 1"}])
+        with pytest.raises(WorkerTimeout, match="used up its .* wall-clock budget"):
+            for _ in range(5):  # each call is well within the per-call limits; only the budget stops it
+                session.call("f", [], {})
+        with pytest.raises(WorkerCrashed, match="wall-clock budget"):
+            session.call("f", [], {})
+
+
+BURN = """
+import os, time
+def burn(seconds):
+    if os.fork() == 0:
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+        os._exit(0)
+    os.wait()
+    return 1
+"""
+
+
+def test_the_cpu_budget_counts_child_processes(tight):
+    with tight.session() as session:
+        session.exec_cells([{"id": "burn", "source": BURN}])
+        with pytest.raises(WorkerTimeout, match="budget of 4 s of CPU time"):
+            for _ in range(4):  # 1.5 s per call, each in a child: under the per-call limit, over the budget
+                session.call("burn", [1.5], {})
+
+
+HOG = """
+import os, time
+def hog(children, mib):
+    for _ in range(children):
+        if os.fork() == 0:
+            block = b'x' * (mib * 2**20)
+            time.sleep(60)
+            os._exit(0)
+    time.sleep(60)
+"""
+
+
+def test_the_memory_budget_counts_child_processes(tight):
+    # Four children of 400 MiB: each far below the 1.5 GiB budget, together above it.
+    with tight.session() as session:
+        session.exec_cells([{"id": "hog", "source": HOG}])
+        with pytest.raises(WorkerCrashed, match="processes together used more than 1.5 GiB"):
+            session.call("hog", [4, 400], {})
+
+
+def test_submissions_run_without_privileges(pool):
+    status = run(pool, "def f():\n    return open('/proc/self/status').read()", "f").value
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    assert fields["NoNewPrivs"] == "1" and int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0
+    assert fields["Seccomp"] == ("2" if seccomp.supported() else "0")
+    if pool.level != "unprotected":
+        assert fields["Uid"].split()[0] != "0"
+
+
+def test_no_nested_namespaces_or_root(pool):
+    result = run(pool, "import subprocess\ndef f():\n    return subprocess.run(['unshare', '-Urn', 'id', '-u'], "
+                       "capture_output=True, text=True).returncode", "f")
+    assert result.value != 0
+
+
+@pytest.mark.skipif("bwrap" not in LEVELS, reason="needs bubblewrap")
+def test_bwrap_itself_disables_user_namespaces():
+    """Without the seccomp filter (not loaded here), bubblewrap alone refuses `unshare -Urn`."""
+    launch = isolation.Launch("bwrap", tmp_bytes=1 << 20)
+    try:
+        result = subprocess.run(launch.wrap(["unshare", "-Urn", "true"]), capture_output=True, text=True, timeout=60)
+    finally:
+        launch.cleanup()
+    assert result.returncode != 0 and "unshare failed" in result.stderr
+
+
+def test_proc_shows_only_the_submission(pool):
+    if pool.level not in ("bwrap", "rlimits"):
+        pytest.skip("only levels with a pid namespace per submission")
+    pids = run(pool, "import os\ndef f():\n    return [int(p) for p in os.listdir('/proc') if p.isdigit()]", "f").value
+    assert sorted(pids) == [1, 2]  # the namespace's pid 1, which only waits, and the submission
+
+
+def test_the_uid_level_refuses_references_others_may_read(monkeypatch):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    folder = Path(__import__("tempfile").mkdtemp(dir="/run"))
+    try:
+        (folder / "attention.py").write_text("def reference(): ...")
+        os.chmod(folder, 0o755)
+        monkeypatch.setattr(isolation, "reference_paths", lambda: [folder])
+        with pytest.raises(IsolationError, match="chmod go-rwx"):
+            isolation.check_references(POOL_UID)
+        isolation.protect_references()
+        isolation.check_references(POOL_UID)
+    finally:
+        shutil.rmtree(folder)
+
+
+POOL_UID = 200_001  # any unprivileged user id: what matters is that it is not the files' owner
+
+IN_THE_CONTAINER = """
+import json, sys
+from autograder.sandbox import WorkerPool, detect_level, reference_paths
+from autograder.cli import main
+level = detect_level()
+reference = str(reference_paths()[0] / 'attention.py')
+with WorkerPool() as pool, pool.session() as session:
+    session.exec_cells([{'id': 'spy', 'source': 'import socket\\ndef spy(p):\\n    return open(p).read()\\n'
+                         'def net():\\n    socket.socket(socket.AF_INET)'}])
+    spied, net = session.call('spy', [reference], {}), session.call('net', [], {})
+code = main(['grade', 'attention', *sys.argv[1:3], '--out', sys.argv[3]])
+print(json.dumps({'level': level, 'spied': spied.ok, 'spy_error': spied.error_type, 'net': net.ok, 'exit': code}))
+"""
+
+
+@pytest.mark.xdist_group("release")  # shares the released notebooks with the grading tests
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_in_a_container_without_cap_sys_admin_the_uid_level_grades_and_hides_the_references(attention_samples,
+                                                                                             tmp_path):
+    notebooks = [attention_samples / name / "attention" / "attention.ipynb" for name in ("reference", "mask_hides_diagonal")]
+    process = subprocess.Popen(["unshare", "--mount", "--propagation", "private", sys.executable,
+                                str(ROOT / "tests" / "unprivileged_container.py"), sys.executable, "-c",
+                                IN_THE_CONTAINER, *map(str, notebooks), str(tmp_path / "out")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        stdout, stderr = process.communicate(timeout=600)
+    finally:
+        process.kill()
+        shutil.rmtree(f"/run/autograder-container-{process.pid}", ignore_errors=True)
+    assert process.returncode == 0, stderr[-3000:]
+    seen = json.loads(stdout.strip().splitlines()[-1])
+    assert seen == {"level": "uid", "spied": False, "spy_error": "PermissionError", "net": False, "exit": 0}
+    reference = json.loads((tmp_path / "out" / "reference.json").read_text())
+    wrong = json.loads((tmp_path / "out" / "mask_hides_diagonal.json").read_text())
+    assert reference["score"] == sum(t["max_score"] for t in reference["tests"]) > wrong["score"]
+    assert reference["extra_data"]["isolation"] == "uid"

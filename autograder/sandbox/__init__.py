@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 
 _HOME = {
-    "isolation": ("LEVELS", "STRONGEST", "IsolationError", "detect_level", "require_isolation"),
+    "isolation": ("LEVELS", "STRONGEST", "IsolationError", "check_references", "detect_level",
+                  "protect_references", "reference_paths", "require_isolation", "world_writable_dirs"),
     "pool": ("CallResult", "CellResult", "Limits", "ModuleResult", "ProtocolError", "Session", "WorkerCrashed",
              "WorkerError", "WorkerPool", "WorkerTimeout"),
     "wire": ("Opaque",),

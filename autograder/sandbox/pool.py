@@ -1,9 +1,12 @@
 """Grader side of the worker: a pool (one fork server) and one session per submission.
 
 Everything that arrives from a session is untrusted data: it is decoded by
-`wire.decode` and checked by the grader. Limits are enforced from here, where
-the student cannot reach: CPU time is read from /proc for the worker's real
-pid, and a session that overruns is killed with its whole process group.
+`wire.decode` and checked by the grader. Budgets are enforced from here, where
+the student cannot reach, while every request is waiting: CPU time and memory
+are read from /proc for all of the submission's processes (the session's first
+process and everything below it: it is a child subreaper, so orphans stay
+below it), and the wall clock runs for the whole submission. A session that
+overruns is killed whole (its pid namespace, or all of its user id).
 """
 from __future__ import annotations
 
@@ -22,15 +25,20 @@ from typing import Any
 import torch
 
 from . import wire
-from .isolation import Launch, detect_level
+from .isolation import Launch, check_references, detect_level
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+POLL_S = 0.05
+MAX_TREE = 4096  # more processes than any RLIMIT_NPROC we set: a fork bomb's tail goes uncounted, not unkilled
 
 
 @dataclass(frozen=True)
 class Limits:
     """What one submission may use. CPU time, not wall time, decides a per-call timeout, so a busy
-    machine does not change grades; the wall-clock ceiling only catches code that sleeps."""
+    machine does not change grades; the wall-clock ceilings only catch code that sleeps. Memory and CPU
+    budgets count all of a submission's processes together; memory_bytes is also each process's
+    address-space limit, so a single oversized allocation fails inside the student's code."""
 
     call_cpu_s: float = 10.0
     submission_wall_s: float = 300.0
@@ -91,12 +99,65 @@ class ModuleResult:
     message: str = ""
 
 
-def _cpu_seconds(pid: int) -> float | None:
+def _stat(pid: int) -> list[str]:
+    """Fields 3 onwards of /proc/PID/stat (after the command name, which may hold spaces and parentheses)."""
     try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+        return []
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and every process below it, or [] once `pid` is gone."""
+    found, frontier = [], [pid]
+    while frontier and len(found) < MAX_TREE:
+        found += frontier
+        children = []
+        for parent in frontier:
+            try:
+                for task in os.listdir(f"/proc/{parent}/task"):
+                    with open(f"/proc/{parent}/task/{task}/children") as handle:
+                        children += [int(child) for child in handle.read().split()]
+            except OSError:
+                pass
+        frontier = children
+    return found if _stat(pid) else []
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of `pids`, with that of the children each has waited for."""
+    ticks = 0
+    for pid in pids:
+        fields = _stat(pid)
+        ticks += sum(int(value) for value in fields[11:15]) if fields else 0  # utime stime cutime cstime
+    return ticks / CLOCK_TICKS
+
+
+def _memory_bytes(pids: list[int]) -> int:
+    """Memory `pids` use together. Resident sizes (cheap to read) count pages shared after a fork once per
+    process, so only when they add up to more than a budget is the proportional set size (which splits
+    each shared page between its users, costly to read) summed to decide."""
+    return sum(_read_int(f"/proc/{pid}/statm", 1) * PAGE_BYTES for pid in pids)
+
+
+def _proportional_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as handle:
+                total += next(int(line.split()[1]) for line in handle if line.startswith("Pss:")) * 1024
+        except (OSError, StopIteration, ValueError):
+            pass
+    return total
+
+
+def _read_int(path: str, index: int) -> int:
+    try:
+        with open(path) as handle:
+            return int(handle.read().split()[index])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _signal_name(number: int) -> str:
@@ -126,8 +187,18 @@ class WorkerPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self) -> None:
+    def start(self, verify_references: bool = True) -> None:
+        """Start the fork server. At the "uid" level, first refuse if a submission could read a reference."""
         self.launch = Launch(self.level, self.limits.tmp_bytes, self.device)
+        try:
+            if self.level == "uid" and verify_references:
+                check_references(self.launch.uids[1])
+            self._start_server()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_server(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         stderr = tempfile.TemporaryFile()
         try:
@@ -144,7 +215,6 @@ class WorkerPool:
         if not message or json.loads(message).get("op") != "ready":
             stderr.seek(0)
             detail = stderr.read().decode(errors="replace")[-2000:]
-            self.close()
             raise WorkerCrashed(f"the worker could not start at isolation level {self.level!r}: {detail}")
         stderr.close()
 
@@ -181,48 +251,58 @@ class WorkerPool:
             self.launch.cleanup()
             self.launch = None
 
-    def cleanup(self) -> None:
-        """Kill whatever the last submission left running; restart the pool if it does not answer."""
+    def cleanup(self, uid: int | None) -> None:
+        """After a submission: the fork server kills and reaps whatever it left running and removes what it
+        wrote. A fork server that does not answer, or could not clean up, is restarted."""
         try:
-            self.control.send(json.dumps({"op": "cleanup"}).encode())
-            ready, _, _ = select.select([self.control], [], [], 10)
+            self.control.send(json.dumps({"op": "cleanup", "uid": uid}).encode())
+            ready, _, _ = select.select([self.control], [], [], 30)
             reply = json.loads(self.control.recv(1 << 20)) if ready else {}
             self.exit_statuses.update({int(k): v for k, v in reply.get("statuses", {}).items()})
             if reply.get("op") != "clean":
-                raise OSError("no answer")
+                raise OSError("not clean")
         except (OSError, ValueError, AttributeError):
             self.restart()
 
-    def session(self, attempts: int = 3) -> "Session":
-        """A fresh worker for one submission. A fork server that fails to fork is restarted: that is
-        never the fault of the submission about to be graded."""
+    def session(self, attempts: int = 3, deadline: float | None = None) -> "Session":
+        """A fresh worker for one submission, stopped when the clock (time.monotonic) reaches `deadline`
+        (by default `limits.submission_wall_s` from now). A fork server that fails to fork is restarted:
+        that is never the fault of the submission about to be graded."""
+        if deadline is None:
+            deadline = time.monotonic() + self.limits.submission_wall_s
+        error = ""
         for _ in range(attempts):
             if not self.alive():
                 self.restart()
-            session = self._fork()
-            if session is not None:
+            session = self._fork(deadline)
+            if isinstance(session, Session):
                 return session
+            error = session
             self.restart()
-        raise WorkerCrashed(f"the worker could not be started ({attempts} attempts); the grading host may be "
-                            "out of memory or processes")
+        raise WorkerCrashed(f"the worker could not be started ({attempts} attempts{': ' + error if error else ''}); "
+                            "the grading host may be out of memory or processes")
 
-    def _fork(self) -> "Session | None":
+    def _fork(self, deadline: float) -> "Session | str":
+        """A new session, or why there is none."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        uid = self.launch.submission_uid()
         limits = {"memory_bytes": self.limits.memory_bytes, "file_bytes": self.limits.file_bytes,
                   "nprocs": self.limits.nprocs, "submission_cpu_s": self.limits.submission_cpu_s}
         try:
-            socket.send_fds(self.control, [json.dumps({"op": "fork", "limits": limits}).encode()], [theirs.fileno()])
-        except OSError:
+            socket.send_fds(self.control, [json.dumps({"op": "fork", "limits": limits, "uid": uid}).encode()],
+                            [theirs.fileno()])
+        except OSError as error:
             ours.close()
-            return None
+            return str(error)
         finally:
             theirs.close()
-        pid, ns_pid = _hello(ours, self.limits.start_timeout_s)
-        if pid is None:
+        data, pid = _receive_with_pid(ours, self.limits.start_timeout_s)
+        if not data.startswith(b"H") or pid is None or not data[1:].isdigit():
             ours.close()
-            return None
-        return Session(self, ours, pid, ns_pid)
+            self.cleanup(uid)
+            return data[1:].decode(errors="replace")[:500] if data.startswith(b"E") else ""
+        return Session(self, ours, pid, int(data[1:]), uid, deadline)
 
 
 def _receive_with_pid(sock: socket.socket, timeout: float) -> tuple[bytes, int | None]:
@@ -239,18 +319,6 @@ def _receive_with_pid(sock: socket.socket, timeout: float) -> tuple[bytes, int |
     return data, pid
 
 
-def _hello(sock: socket.socket, timeout: float) -> tuple[int | None, int | None]:
-    """Read the child's greeting: its pid in our namespace (from the kernel) and in its own (from its text)."""
-    data, pid = _receive_with_pid(sock, timeout)
-    if not data.startswith(b"H") or pid is None:
-        return None, None
-    try:
-        ns_pid = int(data[1:])
-    except ValueError:
-        return None, None
-    return pid, ns_pid
-
-
 def _clean_env() -> dict[str, str]:
     from .isolation import ENV
 
@@ -258,14 +326,22 @@ def _clean_env() -> dict[str, str]:
 
 
 class Session:
-    """One submission's worker. Every method may raise WorkerError; the session is then unusable."""
+    """One submission's worker. Every method may raise WorkerError; the session is then unusable.
 
-    def __init__(self, pool: WorkerPool, sock: socket.socket, pid: int, ns_pid: int):
+    `pid` is the submission's first process as the grader numbers it (pid 1 of its own pid namespace where
+    there is one); `server_pid` the same process's parent as the fork server numbers it (its exit status);
+    `uid` the user id it runs as, where it has one of its own."""
+
+    def __init__(self, pool: WorkerPool, sock: socket.socket, pid: int, server_pid: int, uid: int | None,
+                 deadline: float):
         self.pool = pool
         self.sock = sock
         self.pid = pid
-        self.ns_pid = ns_pid
+        self.server_pid = server_pid
+        self.uid = uid
+        self.deadline = deadline
         self.closed = False
+        self.stopped = ""  # why the grader stopped it, repeated to every later request
 
     def __enter__(self) -> "Session":
         return self
@@ -279,18 +355,26 @@ class Session:
         self.closed = True
         self._kill()
         self.sock.close()
-        self.pool.cleanup()
+        self.pool.cleanup(self.uid)
 
     def _kill(self) -> None:
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """Kill the submission's first process: with it dies its pid namespace, everything in it. Without
+        one, the fork server's cleanup kills the rest (all of its user id, or all left below itself)."""
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _stop(self, error: WorkerError) -> WorkerError:
+        self._kill()
+        self.stopped = str(error)
+        return error
 
     def _died(self) -> WorkerCrashed:
         self._kill()
-        self.pool.cleanup()
-        status = self.pool.exit_statuses.get(self.ns_pid)
+        self.pool.cleanup(self.uid)
+        status = self.pool.exit_statuses.get(self.server_pid)
         if status is None:
             how = "stopped unexpectedly"
         elif os.WIFSIGNALED(status):
@@ -300,31 +384,46 @@ class Session:
             how = f"exited with status {os.WEXITSTATUS(status)} (os._exit or a crash)"
         return WorkerCrashed(f"the worker process running your code {how}")
 
+    def _over_budget(self, call_start_cpu: float, call_deadline: float) -> WorkerError | None:
+        """Why the request now waiting must be stopped, if it must. Raises WorkerCrashed when the
+        submission's processes are gone."""
+        limits = self.pool.limits
+        processes = _tree(self.pid)
+        if not processes:
+            raise self._died()
+        cpu = _cpu_seconds(processes)
+        now = time.monotonic()
+        if cpu - call_start_cpu > limits.call_cpu_s:
+            return WorkerTimeout(f"timed out after {limits.call_cpu_s:g} s of CPU time")
+        if cpu > limits.submission_cpu_s:
+            return WorkerTimeout(f"stopped: the submission used up its budget of {limits.submission_cpu_s:g} s of "
+                                 "CPU time (all its processes together); later checks were not run")
+        if now > self.deadline:
+            return WorkerTimeout(f"stopped: the submission used up its {limits.submission_wall_s:g} s wall-clock "
+                                 "budget (all checks together); later checks were not run")
+        if now > call_deadline:
+            return WorkerTimeout(f"timed out after {limits.call_wall_s:g} s without answering "
+                                 "(sleeping or waiting on something?)")
+        if _memory_bytes(processes) > limits.memory_bytes and _proportional_bytes(processes) > limits.memory_bytes:
+            return WorkerCrashed(f"stopped: your code's processes together used more than "
+                                 f"{limits.memory_bytes / 2**30:g} GiB of memory")
+        return None
+
     def _request(self, header: dict, payloads: list[bytes]) -> tuple[dict, list[bytes]]:
-        if self.closed:
-            raise WorkerCrashed("the worker for this submission was already stopped")
+        if self.closed or self.stopped:
+            raise WorkerCrashed(self.stopped or "the worker for this submission was already stopped")
         limits = self.pool.limits
         try:
             self.sock.settimeout(limits.call_wall_s)
             wire.send(self.sock, header, payloads)
         except (OSError, socket.timeout):
             raise self._died() from None
-        start_cpu = _cpu_seconds(self.pid) or 0.0
-        deadline = time.monotonic() + limits.call_wall_s
-        while True:
-            ready, _, _ = select.select([self.sock], [], [], 0.05)
-            if ready:
-                break
-            cpu = _cpu_seconds(self.pid)
-            if cpu is None:
-                raise self._died()
-            if cpu - start_cpu > limits.call_cpu_s:
-                self._kill()
-                raise WorkerTimeout(f"timed out after {limits.call_cpu_s:g} s of CPU time")
-            if time.monotonic() > deadline:
-                self._kill()
-                raise WorkerTimeout(f"timed out after {limits.call_wall_s:g} s without answering "
-                                    "(sleeping or waiting on something?)")
+        start_cpu = _cpu_seconds(_tree(self.pid))
+        call_deadline = time.monotonic() + limits.call_wall_s
+        while not select.select([self.sock], [], [], POLL_S)[0]:
+            error = self._over_budget(start_cpu, call_deadline)
+            if error is not None:
+                raise self._stop(error)
         try:
             reply = wire.receive(self.sock, wire.reply_limit(payloads))
         except (EOFError, OSError, socket.timeout):
@@ -333,9 +432,8 @@ class Session:
             self._kill()
             raise ProtocolError(f"your code returned {error}: far more than these inputs call for") from None
         except wire.ProtocolError as error:
-            self._kill()
-            raise ProtocolError(f"the worker sent a malformed reply ({error}); "
-                                "did your code write to the grader's channel?") from None
+            raise self._stop(ProtocolError(f"the worker sent a malformed reply ({error}); "
+                                           "did your code write to the grader's channel?")) from None
         if not self.pool.intact():
             self._kill()
             raise WorkerCrashed("your code signalled or killed the grader's worker process; its answer was discarded")

@@ -6,8 +6,8 @@ receives a socket over its control socket (SCM_RIGHTS), forks, and the child
 serves that submission's requests on it. The child sends back what the
 student's code returned, encoded by wire.py; the grader decides everything.
 
-This file must not import anything of the project but wire.py beside it: in
-the sandbox neither the references nor the rubrics exist.
+This file must not import anything of the project but wire.py and seccomp.py
+beside it: in the sandbox neither the references nor the rubrics exist.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import resource
 import shutil
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -32,12 +33,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy  # noqa: E402,F401 - imported once here so every forked child has it for free
 import torch  # noqa: E402
 
+import seccomp  # noqa: E402
 import wire  # noqa: E402
 
 torch.set_num_threads(1)
 OUTPUT_LIMIT = 8 * 1024
+LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
+SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 0x1
 
 
 class CappedText(io.TextIOBase):
@@ -208,54 +218,190 @@ def _limit(name: str, value: int) -> None:
         pass  # a limit the host does not allow us to set stays as it was
 
 
-def run_child(sock: socket.socket, limits: dict) -> None:
-    os.setsid()  # its own process group: the grader kills the whole group
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    home = tempfile.mkdtemp(prefix="submission-")
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        number = ctypes.get_errno()
+        raise OSError(number, f"{what}: {os.strerror(number)}")
+
+
+def _enter_namespaces(config: dict) -> None:
+    """Called in the submission's own pid namespace (see serve_forever): add a mount and an IPC
+    namespace, with a /proc that shows only the submission's processes and fresh tmpfs on the folders
+    anyone may write to."""
+    _check(LIBC.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare")
+    _check(LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "making mounts private")
+    _check(LIBC.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mounting /proc")
+    options = f"size={config['tmp_bytes']},mode=1777".encode()
+    for folder in config["private_dirs"]:
+        _check(LIBC.mount(b"tmpfs", folder.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options), f"mounting {folder}")
+
+
+def _home(config: dict, uid: int | None) -> str:
+    """The submission's working folder, which nothing else can see: the fresh /tmp of its mount namespace,
+    or a folder of its own (mode 700) that the fork server removes when the submission ends."""
+    if config["namespaces"]:
+        return "/tmp"
+    if uid is None:
+        return tempfile.mkdtemp(prefix="submission-")
+    home = os.path.join(config["scratch"], str(uid))
+    os.mkdir(home, 0o700)
+    os.chown(home, uid, uid)
+    return home
+
+
+def _become(uid: int | None) -> None:
+    """Drop every privilege: switch to the submission's user id (as root), then give up all capabilities
+    (in bwrap the fork server holds CAP_SYS_ADMIN of its user namespace, to make the namespaces above)."""
+    for capability in range(64):
+        LIBC.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)  # fails without CAP_SETPCAP (bwrap): NoNewPrivs covers it
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    LIBC.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    _check(LIBC.capset(header, (ctypes.c_uint32 * 6)()), "dropping capabilities")
+
+
+def _wall_off(request: dict, config: dict) -> str:
+    """Everything between the fork and the first line of student code, in this order: namespaces and
+    mounts (need capabilities), the working folder, then every privilege dropped, then limits."""
+    limits, uid = request["limits"], request.get("uid")
+    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # a fork server that dies takes us along
+    if config["namespaces"]:
+        _enter_namespaces(config)
+    home = _home(config, uid)
     os.chdir(home)
+    os.environ.update(HOME=home, TMPDIR=home)
+    os.setsid()  # its own process group: the grader kills the whole group
+    # Orphans of the submission become ours, so the grader counts their memory and CPU time.
+    LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _become(uid)
+    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # changing user id cleared it
+    if seccomp.supported():
+        seccomp.install()
+    seccomp.no_new_privs()
     _limit("RLIMIT_AS", limits["memory_bytes"])
     _limit("RLIMIT_FSIZE", limits["file_bytes"])
     _limit("RLIMIT_NPROC", limits["nprocs"])
     _limit("RLIMIT_CORE", 0)
     _limit("RLIMIT_CPU", limits["submission_cpu_s"])
+    return home
+
+
+def run_child(sock: socket.socket, request: dict, config: dict) -> None:
+    """Forked by the fork server for one submission: wall it off, then serve its requests."""
+    # Our pid as the fork server numbers it (the key of our exit status): the last of the pids /proc gives
+    # us, one per namespace from that of /proc down, is our own namespace's, where we may be pid 1.
+    nspids = next(line for line in open("/proc/self/status") if line.startswith("NSpid:")).split()[1:]
+    server_pid = int(nspids[-2] if config["namespaces"] else nspids[-1])
+    home = ""
     try:
-        # The grader learns our pid as its pid namespace numbers it from this message's credentials,
-        # and our pid as the fork server numbers it (for the exit status) from its text.
-        sock.sendall(b"H" + str(os.getpid()).encode())
+        try:
+            home = _wall_off(request, config)
+        except OSError as error:
+            sock.sendall(b"E" + f"walling off the submission failed: {error}".encode())
+            return
+        # The grader learns our pid as its pid namespace numbers it from this message's credentials.
+        sock.sendall(b"H" + str(server_pid).encode())
         Child(sock).serve()
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        if home.startswith(tempfile.gettempdir() + "/submission-"):  # a folder of our own (the other homes
+            shutil.rmtree(home, ignore_errors=True)                  # vanish with their namespace or server)
         os._exit(0)
 
 
-def _kill_leftovers() -> None:
-    """Kill every process the last submission left behind. This server is a child subreaper, so even
-    processes that double-forked or started their own session were re-parented to it."""
-    for _ in range(50):
+def _children() -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        try:
+            found += [int(c) for c in open(f"/proc/{os.getpid()}/task/{task}/children").read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process of `uid` at once: kill(-1) from a process of that user id reaches all of them
+    in one pass under the kernel's task list lock, so a process chain cannot re-grow around it."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _kill_leftovers(timeout_s: float = 10.0) -> bool:
+    """Kill and reap every process the last submission left behind; whether none is left. This server is
+    a child subreaper, so processes whose parents died were re-parented to it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
         _reap()
-        children = set()
-        for task in os.listdir(f"/proc/{os.getpid()}/task"):
-            try:
-                children.update(int(c) for c in open(f"/proc/{os.getpid()}/task/{task}/children").read().split())
-            except OSError:
-                pass
+        children = _children()
         if not children:
-            return
+            return True
         for pid in children:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        time.sleep(0.01)
-        _reap()
+        time.sleep(0.001)
+    return False
 
 
-def serve_forever(control: socket.socket) -> None:
+def _sweep(uid: int, folders: list[str]) -> None:
+    """Remove what `uid` left in world-writable folders. Without namespaces of its own, a submission can
+    write only there and in its home: in a folder it owns, or in one anyone may write to."""
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if info.st_uid == uid:
+                if stat.S_ISDIR(info.st_mode):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            elif stat.S_ISDIR(info.st_mode) and info.st_mode & 0o002:
+                _sweep(uid, [entry.path])
+
+
+def cleanup(request: dict, config: dict) -> bool:
+    """After a submission ended: no process of it left, nothing it wrote left. Whether that worked.
+
+    In a pid namespace, killing its pid 1 makes the kernel kill every process in it at once. Without one,
+    all processes of the submission's user id are killed at once. Either way, we then kill and reap every
+    child we have left (the submission's first process, the namespace's pid 1, and, where there is no
+    namespace, orphans re-parented to us) until there is none."""
+    uid = request.get("uid")
+    while NAMESPACE_INITS:
+        os.kill(NAMESPACE_INITS.pop(), signal.SIGKILL)
+    if uid is not None and not config["namespaces"]:
+        _kill_uid(uid)
+    clean = _kill_leftovers()
+    if uid is not None and not config["namespaces"]:
+        shutil.rmtree(os.path.join(config["scratch"], str(uid)), ignore_errors=True)
+        _sweep(uid, config["sweep_dirs"])
+    return clean
+
+
+def serve_forever(control: socket.socket, config: dict) -> None:
     """The fork server: one child per 'fork' request, until the control socket closes.
 
     The control socket is SOCK_SEQPACKET: every message is one JSON record. A 'cleanup' request comes
     after every submission: by then its worker is dead, so every child left is a left-over."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY)  # where we return after each fork
     control.send(json.dumps({"op": "ready"}).encode())
     while True:
         try:
@@ -266,21 +412,31 @@ def serve_forever(control: socket.socket) -> None:
             return
         request = json.loads(message)
         if request.get("op") == "cleanup":
-            _kill_leftovers()
-            control.send(json.dumps({"op": "clean", "statuses": EXIT_STATUSES}).encode())
+            clean = cleanup(request, config)
+            control.send(json.dumps({"op": "clean" if clean else "dirty", "statuses": EXIT_STATUSES}).encode())
             EXIT_STATUSES.clear()
             continue
         if not fds:
             continue
         sock = socket.socket(fileno=fds[0])
+        sock.set_inheritable(False)  # the namespace's pid 1 (an exec'd program) must not hold it open
+        if config["namespaces"]:
+            # The submission gets a pid namespace of its own, whose pid 1 only waits to be killed (pid 1 would
+            # ignore the signals the student's code sends itself). setns lets the next one have its own too.
+            _check(LIBC.unshare(CLONE_NEWPID), "unshare")
+            NAMESPACE_INITS.append(os.posix_spawn(SLEEP, [SLEEP, "infinity"], {}))
         pid = os.fork()
         if pid == 0:
             control.close()
-            run_child(sock, request["limits"])
+            run_child(sock, request, config)
+        if config["namespaces"]:
+            _check(LIBC.setns(own_pid_namespace, CLONE_NEWPID), "setns")
         sock.close()
 
 
 EXIT_STATUSES: dict[int, int] = {}  # raw wait statuses of finished children, reported at the next cleanup
+NAMESPACE_INITS: list[int] = []     # pid 1 of the running submission's pid namespace
+SLEEP = shutil.which("sleep") or "/bin/sleep"
 
 
 def _reap() -> None:
@@ -307,20 +463,49 @@ class _RefuseImports:
         return None
 
 
+def _read_only_root() -> None:
+    """Make every mount of this (private) mount namespace read-only, at once and recursively, so that no
+    host folder anyone may write to is left writable; each submission then gets fresh tmpfs of its own."""
+    attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY, 0, 0, 0)  # attr_set, attr_clr, propagation, userns_fd
+    _check(LIBC.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, attr, ctypes.sizeof(attr)),
+           "mount_setattr")
+
+
+def _pid_1_of_our_own() -> None:
+    """Continue as pid 1 of a new pid namespace, with a /proc that numbers processes as it does; the
+    process we leave waits and exits as we do. Each submission's pid namespace is then made below ours,
+    which our user namespace owns (bwrap's does not), so we may enter ours again after each fork."""
+    _check(LIBC.unshare(CLONE_NEWPID), "unshare")
+    pid = os.fork()
+    if pid:
+        _, status = os.waitpid(pid, 0)
+        os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _check(LIBC.unshare(CLONE_NEWNS), "unshare")
+    _check(LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "making mounts private")
+    _check(LIBC.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mounting /proc")
+
+
 def main() -> None:
+    """argv: the control socket's descriptor and the configuration (JSON) that isolation.py wrote."""
     control = socket.socket(fileno=int(sys.argv[1]))
-    sandboxed = sys.argv[2] == "sandboxed"
-    if not sandboxed:
+    control.set_inheritable(False)
+    config = json.loads(sys.argv[2])
+    if not config["sandboxed"]:
         sys.meta_path.insert(0, _RefuseImports())
-    libc = ctypes.CDLL(None)
+    if config["read_only_root"]:
+        _read_only_root()
+    if config["namespaces"]:
+        _pid_1_of_our_own()
+    seccomp.no_new_privs()
     # Children run student code as our uid: they must not be able to read or trace this process.
-    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     # Orphans of a submission become our children, so cleanup can find and kill them.
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    serve_forever(control)
+    serve_forever(control, config)
 
 
 if __name__ == "__main__":

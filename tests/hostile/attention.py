@@ -217,7 +217,7 @@ import os, signal
 def causal_mask(seq_len, *, device=None):
     os.kill(os.getppid(), signal.SIGKILL)
     return torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
-"""}, zero("causal_mask"), "killed the grader's worker process"),
+"""}, zero("causal_mask"), "killed"),  # in its own pid namespace getppid() is 0: it kills its own process group
     # --- pickle and code-on-load ---
     Hostile("returns_a_pickle_bomb", {"causal_mask": """
 import os

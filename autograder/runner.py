@@ -39,6 +39,8 @@ class Outcome:
     message: str = ""            # why it failed, with the minimal example; empty when passed
     worker_lost: bool = False    # the session must be restarted before the next check
     seconds: float = 0.0
+    mismatch: Mismatch | None = None  # what differed on the minimal failing input
+    example: str | None = None        # that input as shown to the student
 
 
 def run_check(check: Check, student: object) -> Outcome:
@@ -60,7 +62,9 @@ def run_check(check: Check, student: object) -> Outcome:
     try:
         search()
     except _Failed as failure:
-        return Outcome(check, False, _failure_text(check, failure), seconds=time.perf_counter() - start)
+        example = describe_example(failure.example) if check.show_example else None
+        return Outcome(check, False, _failure_text(check, failure), seconds=time.perf_counter() - start,
+                       mismatch=failure.mismatch, example=example)
     except _WorkerLost as lost:
         return Outcome(check, False, f"{lost.error}\n  hint: {check.hint}", worker_lost=True,
                        seconds=time.perf_counter() - start)

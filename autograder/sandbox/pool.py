@@ -79,6 +79,7 @@ class CallResult:
     error_type: str = ""
     message: str = ""
     models: list = field(default_factory=list)   # per model argument: {parameter name: [requires_grad, numel]}
+    input_grads: list = field(default_factory=list)  # gradients of the grad_inputs, when asked for
 
 
 @dataclass
@@ -363,19 +364,26 @@ class Session:
             kind = f"ValueError ({kind})"
         return kind, str(reply.get("message", ""))[:2000]
 
-    def call(self, target: str, args: list, kwargs: dict, seed: int = 0) -> CallResult:
+    def call(self, target: str, args: list, kwargs: dict, seed: int = 0, *, grad_inputs: list[int] | None = None,
+             grad_outputs: list | None = None) -> CallResult:
+        """Call `target`; with `grad_inputs`, also backward from the outputs weighted by `grad_outputs`."""
         payloads: list[bytes] = []
         header = {"op": "call", "target": target, "seed": seed, "device": self.pool.device,
                   "args": [wire.encode(a, payloads) for a in args],
                   "kwargs": {k: wire.encode(v, payloads) for k, v in kwargs.items()}}
+        if grad_inputs:
+            header["grad_inputs"] = list(grad_inputs)
+            header["grad_outputs"] = [None if g is None else wire.encode(g, payloads) for g in grad_outputs or []]
         reply, data = self._request(header, payloads)
         if reply.get("ok") is not True:
             return CallResult(False, None, [], *self._error(reply))
         after = reply.get("args_after")
         models = reply.get("models")
+        grads = reply.get("input_grads")
         return CallResult(True, self._decode(reply.get("value"), data),
                           [self._decode(a, data) for a in after] if isinstance(after, list) else [],
-                          models=models if isinstance(models, list) else [])
+                          models=models if isinstance(models, list) else [],
+                          input_grads=[self._decode(g, data) for g in grads] if isinstance(grads, list) else [])
 
     def call_module(self, target: str, init_args: list, init_kwargs: dict, state_dict: dict | None, *,
                     dtype: torch.dtype = torch.float32, train: bool = False, method: str = "forward",

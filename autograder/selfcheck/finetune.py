@@ -47,20 +47,37 @@ def head_is_classifier_of_pool(head_class, case: tuple[s.HiddenInputs, str]) -> 
                                f"ClassificationHead(pooling={pooling!r}) in eval mode")
 
 
-class _Model(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
-        self.head = nn.Linear(3, 2)
-        self.header = nn.Linear(3, 1)  # shares a prefix with "head" without being it
+# The models freeze_backbone is checked on, by the visible checks and the grader alike: nested dicts of module
+# names; a leaf [in, out] is an nn.Linear, [in, out, False] one whose parameters start frozen. "header" shares a
+# prefix with "head" without being it.
+FREEZE_MODEL = {"encoder": {"layer0": [3, 3], "layer1": [3, 3]}, "head": [3, 2], "header": [3, 1]}
+FROZEN_START_MODEL = {"encoder": {"layer0": [3, 3], "layer1": [3, 3]}, "head": [3, 2, False], "header": [3, 1],
+                      "pooler": [3, 3, False]}
+TRAINABLE = st.sampled_from([("head",), ("head", "encoder.layer1"), ("encoder.layer0.weight",), ("hea",), ()])
+TRAINABLE_FROZEN = st.sampled_from([("head",), ("pooler",), ("head", "encoder.layer0")])
 
 
-def freezes_all_but_trainable(freeze, trainable: tuple[str, ...]) -> Mismatch | None:
-    model = _Model()
-    model.head.bias.requires_grad_(False)
+def build_model(spec: dict) -> nn.Module:
+    """The model a spec such as FREEZE_MODEL describes."""
+    model = nn.Module()
+    for name, child in spec.items():
+        layer = build_model(child) if isinstance(child, dict) else nn.Linear(*child[:2]).requires_grad_(len(child) == 2)
+        model.add_module(name, layer)
+    return model
+
+
+def trainable_after(freeze, spec: dict, trainable: tuple[str, ...]) -> tuple[set[str], object]:
+    """Which parameters `freeze(model, trainable)` leaves trainable on the model of `spec`, and what it returned."""
+    model = build_model(spec)
     count = freeze(model, trainable)
+    return {n for n, p in model.named_parameters() if p.requires_grad}, count
+
+
+def freezes_all_but_trainable(freeze, case: tuple[dict, tuple[str, ...]]) -> Mismatch | None:
+    spec, trainable = case
+    got, count = trainable_after(freeze, spec, trainable)
+    model = build_model(spec)
     expected = {n for n, _ in model.named_parameters() if any(n == t or n.startswith(t + ".") for t in trainable)}
-    got = {n for n, p in model.named_parameters() if p.requires_grad}
     if got != expected:
         return Mismatch("freeze_backbone", f"left {sorted(got)} trainable; should be {sorted(expected)}",
                         f"  trainable={trainable}")
@@ -84,7 +101,6 @@ def prepends_prompt(prompt_class, inputs: s.HiddenInputs) -> Mismatch | None:
 GOLDEN_CALLS = {
     "mean_pool": [((s.values((2, 3, 2), 11), torch.tensor([[1, 1, 0], [0, 0, 0]])), {})],
 }
-TRAINABLE = st.sampled_from([("head",), ("head", "encoder.1"), ("encoder.0.weight",), ("hea",), ()])
 
 register("cls_pool",
          VisibleCheck("takes the first token", CLS_HINT, s.hidden_inputs(), lambda i, f: takes_first_token(f, i)))
@@ -98,8 +114,12 @@ register("ClassificationHead",
                       st.tuples(s.hidden_inputs(), st.sampled_from(["cls", "mean"])),
                       lambda case, cls: head_is_classifier_of_pool(cls, case)))
 register("freeze_backbone",
-         VisibleCheck("leaves exactly the named modules trainable and counts them", FREEZE_HINT, TRAINABLE,
-                      lambda trainable, f: freezes_all_but_trainable(f, trainable), max_examples=5))
+         VisibleCheck("leaves exactly the named modules trainable and counts them", FREEZE_HINT,
+                      st.tuples(st.just(FREEZE_MODEL), TRAINABLE), lambda case, f: freezes_all_but_trainable(f, case),
+                      max_examples=5),
+         VisibleCheck("makes listed parameters trainable even when they started frozen", FREEZE_HINT,
+                      st.tuples(st.just(FROZEN_START_MODEL), TRAINABLE_FROZEN),
+                      lambda case, f: freezes_all_but_trainable(f, case), max_examples=3))
 register("SoftPrompt",
          VisibleCheck("prepends the prompt and extends the mask", PROMPT_HINT, s.hidden_inputs(),
                       lambda i, cls: prepends_prompt(cls, i)))

@@ -13,7 +13,7 @@ what is checked.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from hypothesis.strategies import SearchStrategy
@@ -51,9 +51,10 @@ class Item:
     name: str
     points: float
     checks: tuple[Check, ...]
-    # Other graded names this item calls: while it is graded they are replaced by trusted implementations,
-    # so a mistake in one of them is charged once, on its own item.
-    trusted: tuple[str, ...] = ()
+    # Other graded names this item calls, with the reference for each: while the item is graded (in a fresh
+    # session, after their own checks) they are stand-ins computed by the grader, so a mistake in one of them is
+    # charged once, on its own item (see autograder.trusted).
+    trusted: dict[str, Callable] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         ids = [c.id for c in self.checks]

@@ -116,6 +116,6 @@ RUBRIC = Rubric(
                 BadCall("embed_dim=6 with num_heads=4 (6 is not divisible by 4)", (6, 4)),
             ], weight=0.3, sentence="If `embed_dim` is not divisible by `num_heads`, raise `ValueError`.",
                 hint="embed_dim must split evenly across the heads"),
-        ), trusted=("scaled_dot_product_attention",)),
+        ), trusted={"scaled_dot_product_attention": ref.scaled_dot_product_attention}),
     ),
 )

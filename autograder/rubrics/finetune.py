@@ -152,7 +152,7 @@ RUBRIC = Rubric(
             rejects_bad_arguments("ClassificationHead", [BadCall("pooling='max'", (4, 2), {"pooling": "max"})],
                                   weight=0.4, sentence="Any other `pooling` raises `ValueError`.",
                                   hint="pooling is 'cls' or 'mean'"),
-        ), trusted=("cls_pool", "mean_pool")),
+        ), trusted={"cls_pool": ref.cls_pool, "mean_pool": ref.mean_pool}),
         Item("freeze_backbone", 2.0, (
             freezes_like_the_reference("core", FREEZE_MODEL, TRAINABLE, count=False, core=True, weight=1.4,
                                        title="exactly the named modules stay trainable",

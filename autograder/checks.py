@@ -181,7 +181,7 @@ def matches_reference(target: str, reference: Callable, strategy: st.SearchStrat
                                                                      call.grad_inputs, grad_outputs)
             except StudentRaised as error:
                 return raised(target, error)
-            mismatch = compare_values(tuple(outputs), tuple(_flat(received)), target, parts)
+            mismatch = compare_values(tuple(outputs), tuple(_flat(received)), target, parts or (target,))
             for position, index in enumerate(call.grad_inputs):
                 got = got_grads[position] if position < len(got_grads) else None
                 mismatch = mismatch or compare_gradient(expected_grads[position], got,

@@ -83,7 +83,7 @@ RUBRIC = Rubric(
                                      sentence="`image_size` is an `int` or an `(H, W)` pair, as in `unpatchify`."),
             rejects_bad_arguments("PatchEmbedding", [BadCall("patch_size=4 for a 6x6 image", (6, 4, 1, 2))],
                                   weight=0.6, hint="the patch size must divide both sides of the image",
-                                  sentence="Raise `ValueError` if the patch size does not divide the image."),
+                                  sentence="Raise `ValueError` if the patch size does not divide the image"),
         ), trusted={"patchify": ref.patchify}),
     ),
 )

@@ -140,7 +140,7 @@ RUBRIC = Rubric(
                  sentence="each target patch is first normalised by its own mean and unbiased variance"),
             loss(loss_calls(removed="none"), check_id="nothing_removed", weight=0.2, max_examples=SMALL,
                  title="the loss is 0 when nothing is removed", sentence="If nothing is removed, the loss is 0"),
-            loss(loss_calls(removed="some"), check_id="gradient", aspect="gradient", weight=0.4,
+            loss(loss_calls(norm=False, removed="some"), check_id="gradient", aspect="gradient", weight=0.4,
                  max_examples=CONVENTION, title="gradients reach pred",
                  sentence="Gradients must flow back to `pred`"),
         )),

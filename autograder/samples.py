@@ -82,3 +82,16 @@ def write_samples(assignment: str, folder: Path) -> list[Path]:
         nbformat.write(make_submission(assignment, variant), path)
         paths.append(path)
     return paths
+
+
+def concept_lines(result: dict) -> list[str]:
+    """Per item that lost points: its score and each failing concept check with the points it was worth."""
+    lines = []
+    for test in result["tests"]:
+        checks = test.get("extra_data", {}).get("checks", [])
+        failed = [c for c in checks if not c["passed"]]
+        if not failed:
+            continue
+        concepts = ", ".join(f"{c['id']} ({c['max_points']:g})" for c in failed)
+        lines.append(f"      {test['name']} {test['score']:g}/{test['max_score']:g}: failed {concepts}")
+    return lines

@@ -2,6 +2,7 @@
 item, and per-check points, signatures and trusted stand-ins behave as the README says."""
 from __future__ import annotations
 
+import importlib
 import re
 
 import nbformat
@@ -14,7 +15,11 @@ from autograder.common.compare import Mismatch, compare_tensors, format_pair
 from autograder.grade import Assignment, _item_result, known_assignments
 from autograder.rubric import CORE_SHARE, Check, Item
 from autograder.runner import Outcome
+from autograder.samples import implementation_code
+from autograder.selfcheck.core import REGISTRY, run_visible
 from autograder.trusted import answer
+
+from .test_idioms import CORPUS, expected
 
 GRADED = known_assignments()
 
@@ -109,3 +114,32 @@ def test_items_that_call_graded_names_name_their_trusted_stand_ins():
 
 def test_every_graded_assignment_has_a_notebook():
     assert set(GRADED) <= set(assignment_names())
+
+
+@pytest.mark.parametrize("name", GRADED)
+def test_every_hidden_concept_has_a_visible_example(name):
+    importlib.import_module(f"autograder.selfcheck.{name}")
+    for item in Assignment.load(name).rubric.items:
+        shown = {concept for visible in REGISTRY[item.name] for concept in visible.concepts}
+        missing = {check.id for check in item.checks} - shown
+        assert not missing, f"{item.name}: concepts graded but never shown in a visible check: {missing}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_visible_checks_pass_correct_idioms_and_catch_the_wrong_concepts(path):
+    """Run in-process on the idiom corpus (our own code): a correct idiom passes every visible check, and a wrong
+    one fails a visible check of one of the concepts it breaks, so passing the visible checks means no concept
+    fails unannounced. (Golden-value checks need a release and are left to the notebook tests.)"""
+    name = path.parent.name
+    importlib.import_module(f"autograder.selfcheck.{name}")
+    namespace = dict(vars(importlib.import_module(f"solutions.{name}")))
+    exec(compile(path.read_text(), str(path), "exec"), namespace)  # noqa: S102 - the corpus is ours
+    want = expected(path)
+    for graded in implementation_code(path):
+        failing = {concept for visible in REGISTRY[graded] if not visible.title.startswith("matches golden")
+                   if run_visible(visible, namespace[graded]) is not None for concept in visible.concepts}
+        if graded in want:
+            assert failing & set(want[graded]), (graded, failing, want[graded])
+        else:
+            assert not failing, (graded, failing)

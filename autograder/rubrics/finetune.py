@@ -11,11 +11,12 @@ from solutions import finetune as ref
 from .. import strategies as s
 from ..checks import (BadCall, Call, ModuleCall, holds, matches_reference, module_matches_reference, raised,
                       rejects_bad_arguments)
-from ..common.compare import Mismatch, compare_tensors
+from ..common.compare import Mismatch
 from ..rubric import Check, Item, Rubric
 from ..sandbox.wire import ModuleTree
-from ..selfcheck.finetune import (CLS_HINT, FREEZE_HINT, FREEZE_MODEL, FROZEN_START_MODEL, HEAD_HINT, MEAN_HINT,
-                                  PROMPT_HINT, TRAINABLE, TRAINABLE_FROZEN, build_model, ignores_padding_values)
+from ..selfcheck.finetune import (CLS_HINT, DROPOUT_WIDTH, FREEZE_HINT, FREEZE_MODEL, FROZEN_START_MODEL, HEAD_HINT,
+                                  MEAN_HINT, PROMPT_HINT, TRAINABLE, TRAINABLE_FROZEN, build_model, dropout_probe,
+                                  ignores_padding_values, judge_dropout)
 from ..student import Student, StudentRaised
 
 CONVENTION, SMALL = 15, 8  # examples of a convention check, and of a dtype check
@@ -46,40 +47,19 @@ def prompt_calls(draw) -> ModuleCall:
 
 
 def drops_before_the_classifier() -> Check:
-    """In training mode, with an all-ones pooled vector and a classifier [I; I] (each feature copied to two
-    logits): every logit is 0 or 1/(1-p), both copies agree (dropout before the classifier), and about a share p
-    of the features is dropped."""
-    b, d = 64, 16
-    hidden = torch.ones(b, 2, d, dtype=torch.float64)
-    mask = torch.ones(b, 2, dtype=torch.int64)
-    state = {"classifier.weight": torch.cat([torch.eye(d), torch.eye(d)]).double(),
-             "classifier.bias": torch.zeros(2 * d, dtype=torch.float64)}
+    """ClassificationHead in training mode on the dropout probe of `autograder.selfcheck.finetune`."""
+    hidden, mask, state = dropout_probe()
 
     def run(case: tuple[float, int], student: Student) -> Mismatch | None:
         p, seed = case
         student.seed = seed
-        what = f"ClassificationHead(dropout={p}) logits in training mode"
         try:
-            got = student.module("ClassificationHead", (d, 2 * d), {"pooling": "cls", "dropout": p}, state,
-                                 (hidden, mask), dtype=torch.float64, train=True)
+            got = student.module("ClassificationHead", (DROPOUT_WIDTH, 2 * DROPOUT_WIDTH),
+                                 {"pooling": "cls", "dropout": p}, state, (hidden, mask), dtype=torch.float64,
+                                 train=True)
         except StudentRaised as error:
             return raised("ClassificationHead", error)
-        logits = got.outputs[0] if got.outputs else None
-        if type(logits) is not torch.Tensor or logits.shape != (b, 2 * d):
-            return compare_tensors(torch.zeros(b, 2 * d, dtype=torch.float64), logits, what)
-        logits = logits.double()
-        scaled = 1 / (1 - p)
-        if not bool(((logits - scaled).abs() < 1e-4).logical_or(logits.abs() < 1e-4).all()):
-            return Mismatch(what, f"hold values other than 0 and 1/(1-p) = {scaled:g}: is dropout applied to the "
-                                  "pooled vector, and in training mode only?", kind="not_dropout")
-        if not torch.equal(logits[:, :d], logits[:, d:]):
-            return Mismatch(what, "drop the two logits of one feature independently: dropout acts after the "
-                                  "classifier instead of before it", kind="dropout_after_classifier")
-        dropped = float((logits[:, :d].abs() < 1e-4).double().mean())
-        if abs(dropped - p) > 0.08:  # 1024 draws: the standard deviation is at most 0.016
-            return Mismatch(what, f"dropped {dropped:.0%} of the pooled features; dropout={p} drops about "
-                                  f"{p:.0%} (is the rate taken from the constructor?)", kind="dropout_rate")
-        return None
+        return judge_dropout(got.outputs[0] if got.outputs else None, p)
 
     return Check("dropout", "dropout with the given rate on the pooled vector, before the classifier, in training",
                  HEAD_HINT, st.tuples(st.sampled_from([0.25, 0.5]), s.seeds()), run, max_examples=2, weight=0.6,

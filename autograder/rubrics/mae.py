@@ -12,7 +12,7 @@ from .. import strategies as s
 from ..checks import BadCall, Call, compare_values, matches_reference, raised, rejects_bad_arguments
 from ..common.compare import Mismatch, compare_tensors
 from ..rubric import Check, Item, Rubric
-from ..selfcheck.mae import INSERT_HINT, LOSS_HINT, MASKING_HINT
+from ..selfcheck.mae import INSERT_HINT, LOSS_HINT, MASKING_HINT, fresh_shuffles
 from ..student import Student, StudentRaised
 
 CONVENTION, SMALL = 15, 8  # examples of a convention check, and of a dtype check
@@ -39,20 +39,6 @@ def loss_calls(draw, **kinds) -> Call:
                 names=("pred", "target", "mask"), grad_inputs=(0,), seed=draw(s.seeds()))
 
 
-def _own_shuffle(kept: torch.Tensor, mask: torch.Tensor, ids_restore: torch.Tensor, x: torch.Tensor,
-                 keep: int) -> tuple[torch.Tensor | None, Mismatch | None]:
-    """The shuffle behind one noise=None result, after checking the three outputs agree with each other."""
-    rows, n = ids_restore.shape
-    if ids_restore.dtype.is_floating_point or not torch.equal(ids_restore.sort(dim=1).values,
-                                                              torch.arange(n).expand(rows, n)):
-        return None, Mismatch("ids_restore", "is not a permutation of 0..N-1 in every row", kind="not_permutation")
-    ids_shuffle = torch.argsort(ids_restore, dim=1)  # (B, N)
-    expected_kept = torch.gather(x, 1, ids_shuffle[:, :keep, None].expand(-1, -1, x.shape[2]))
-    expected_mask = torch.ones(rows, n, dtype=x.dtype).scatter(1, ids_shuffle[:, :keep], 0.0)
-    return ids_shuffle, (compare_values(expected_kept, kept, "x_kept (against ids_restore)")
-                         or compare_values(expected_mask, mask, "mask (against ids_restore)"))
-
-
 def _shapes(expected: tuple, result: object) -> Mismatch | None:
     """Three tensors of the expected shapes (their values depend on the noise, so only the form is compared)."""
     if not isinstance(result, (tuple, list)) or len(result) != 3:
@@ -70,7 +56,7 @@ def shuffles_each_sample_afresh() -> Check:
     x = torch.arange(n, dtype=torch.float64).repeat(b, 1)[..., None]  # (B, N, 1): each patch holds its index
 
     def run(seed: int, student: Student) -> Mismatch | None:
-        shuffles = []
+        results = []
         for call_seed in (seed, seed + 1):
             student.seed = call_seed
             try:
@@ -80,17 +66,8 @@ def shuffles_each_sample_afresh() -> Check:
             shape = _shapes(ref.random_masking(x, ratio, torch.rand(b, n)), result)
             if shape:
                 return shape
-            ids_shuffle, mismatch = _own_shuffle(*result, x, n // 2)
-            if mismatch:
-                return mismatch
-            shuffles.append(ids_shuffle)
-        if all(torch.equal(shuffles[0][0], row) for row in shuffles[0]):
-            return Mismatch("random_masking(x, 0.5) with noise=None", f"shuffled all {b} samples of the batch the "
-                            "same way; each sample needs its own noise, shape (B, N)", kind="shared_shuffle")
-        if torch.equal(shuffles[0], shuffles[1]):
-            return Mismatch("random_masking(x, 0.5) with noise=None", "gave the same shuffle in two calls: draw "
-                            "fresh noise with torch.rand on every call (no fixed seed)", kind="fixed_seed")
-        return None
+            results.append(result)
+        return fresh_shuffles(x, n // 2, *results)
 
     return Check("noise_none", "without noise, every sample gets its own fresh random shuffle", MASKING_HINT,
                  st.integers(0, 1000), run, max_examples=3, weight=0.4,

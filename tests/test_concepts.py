@@ -55,7 +55,7 @@ def test_convention_checks_earn_nothing_while_the_core_check_fails():
     outcomes = [Outcome(item.checks[0], False, "values differ", mismatch=wrong, example="    x = 1"),
                 Outcome(item.checks[1], True), Outcome(item.checks[2], True)]
     result = _item_result(item, outcomes)
-    assert result["score"] == 0 and "no credit until the core check passes" not in result["output"]
+    assert result["score"] == 0 and "(0/1, no credit until the core check passes)" in result["output"]
     checks = result["extra_data"]["checks"]
     assert [c["points"] for c in checks] == [0, 0, 0] and [c["max_points"] for c in checks] == [3, 1, 1]
     assert checks[0]["signature"] == "core|f|values:all" and checks[0]["example"] == "    x = 1"

@@ -163,7 +163,8 @@ def gradient_check(name: str, hint: str, strategy: st.SearchStrategy,
 
         inputs = tuple(args[i].clone().requires_grad_(True) for i in positions)
         try:
-            ok = torch.autograd.gradcheck(of, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=False)
+            # A wide step and float32-level tolerances: a correct float32 computation inside passes.
+            ok = torch.autograd.gradcheck(of, inputs, eps=1e-3, atol=1e-3, rtol=1e-2, raise_exception=False)
         except RuntimeError as error:
             return Mismatch(f"gradient of {name}", f"could not be computed: {error}")
         if not ok:

@@ -117,6 +117,20 @@ GOLDEN_CALLS = {
     "mae_loss": [_golden_loss(), ((s.values((1, 2, 2), 1), s.values((1, 2, 2), 2), torch.tensor([[0.0, 1.0]])), {})],
 }
 
+def follows_the_loss_definition(loss, inputs: s.LossInputs) -> Mismatch | None:
+    """The loss computed here from the notebook's definition: per-patch mean squared error (after normalising
+    each target patch by its mean and unbiased variance with norm_pix_loss), summed over removed patches of the
+    whole batch, divided by their number."""
+    target = inputs.target
+    if inputs.norm_pix_loss:
+        target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+    per_patch = ((inputs.pred - target) ** 2).mean(-1)
+    removed = inputs.mask.sum()
+    expected = (per_patch * inputs.mask).sum() / removed if removed > 0 else torch.zeros((), dtype=target.dtype)
+    return compare_tensors(expected, loss(inputs.pred, inputs.target, inputs.mask, inputs.norm_pix_loss), "loss",
+                           check_dtype=False)
+
+
 def _nothing_removed(loss, inputs: s.LossInputs) -> Mismatch | None:
     zero = torch.zeros((), dtype=inputs.pred.dtype)
     return compare_tensors(zero, loss(inputs.pred, inputs.target, inputs.mask, inputs.norm_pix_loss),
@@ -134,7 +148,7 @@ register("random_masking",
                       lambda inputs, f: keeps_the_lowest_noise(f, inputs), concepts=("core", "dtype_device")),
          VisibleCheck("keeps exactly floor(N * (1 - ratio)) patches where float arithmetic rounds wrong",
                       MASKING_HINT, s.masking_inputs(ratios="boundary"),
-                      lambda inputs, f: keeps_the_lowest_noise(f, inputs), max_examples=10, concepts=("keep_count",)),
+                      lambda inputs, f: keeps_the_lowest_noise(f, inputs), max_examples=20, concepts=("keep_count",)),
          VisibleCheck("without noise, each sample gets its own fresh shuffle", MASKING_HINT, st.just(None),
                       lambda _, f: shuffles_afresh(f, None), max_examples=1,
                       concepts=("noise_none",)),
@@ -148,6 +162,9 @@ register("insert_mask_tokens",
 register("mae_loss",
          VisibleCheck("ignores predictions on kept patches", LOSS_HINT, s.loss_inputs(),
                       lambda inputs, f: ignores_kept_patches(f, inputs)),
+         VisibleCheck("follows the definition, with and without norm_pix_loss", LOSS_HINT,
+                      s.loss_inputs(removed="some"), lambda inputs, f: follows_the_loss_definition(f, inputs),
+                      concepts=("core", "norm_pix_loss")),
          VisibleCheck("is 0 when nothing is removed", LOSS_HINT, s.loss_inputs(removed="none"),
                       lambda inputs, f: _nothing_removed(f, inputs), max_examples=5, concepts=("nothing_removed",)),
          gradient_check("mae_loss", LOSS_HINT, s.loss_inputs(norm=False, removed="some"),

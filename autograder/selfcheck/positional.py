@@ -55,6 +55,16 @@ def rotary_score_depends_on_offset(rotate, case: tuple[int, int, int, int]) -> M
     return compare_tensors(score, shifted, f"score / (|q| |k|) at positions ({m + shift}, {n + shift}) vs ({m}, {n})")
 
 
+def rotates_neighbouring_pairs(rotate, inputs: s.RotaryInputs) -> Mismatch | None:
+    """The notebook's formula, computed here in float64: pair (x[2i], x[2i+1]) turns by position * base**(-2i/D)."""
+    x = inputs.x.double()
+    d = x.shape[-1]
+    theta = inputs.positions.double()[..., None] * 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    a, b = x[..., 0::2], x[..., 1::2]
+    expected = torch.stack([a * theta.cos() - b * theta.sin(), a * theta.sin() + b * theta.cos()], -1).flatten(-2)
+    return compare_tensors(expected.to(inputs.x.dtype), rotate(inputs.x, inputs.positions), "apply_rotary")
+
+
 def rotary_keeps_norms(rotate, inputs: s.RotaryInputs) -> Mismatch | None:
     """A rotation never changes the length of a vector."""
     out = rotate(inputs.x, inputs.positions)
@@ -99,6 +109,8 @@ register("apply_rotary",
          VisibleCheck("scores depend only on the offset m - n", ROTARY_HINT,
                       st.tuples(st.integers(0, 30), st.integers(0, 30), st.integers(1, 30), s.seeds()),
                       lambda case, f: rotary_score_depends_on_offset(f, case)),
+         VisibleCheck("rotates each pair (x[2i], x[2i+1])", ROTARY_HINT, s.rotary_inputs(),
+                      lambda inputs, f: rotates_neighbouring_pairs(f, inputs), concepts=("core", "dtype_device")),
          VisibleCheck("keeps vector lengths", ROTARY_HINT, s.rotary_inputs(), lambda inputs, f: rotary_keeps_norms(f, inputs),
                       concepts=("core", "dtype_device")),
          gradient_check("apply_rotary", ROTARY_HINT, s.rotary_inputs(),

@@ -130,6 +130,11 @@ def recover(path: Path, setup_cells: list[dict], graded_names: list[str]) -> Rec
     if unreadable:
         return result
     result.cells = [dict(c) for c in setup_cells]
+    for setup in setup_cells:
+        edited = [c for c in cells if _grade_id(c) == setup["id"] and _cell_source(c).strip() != setup["source"].strip()]
+        if edited:
+            notes.append(f"set-up cell {setup['id']} was edited; the grader runs the original. Put your own imports "
+                         "and helpers in your solution cells (or a new cell of definitions)")
     chosen: list[int] = []
     for name in graded_names:
         by_id = [i for i, c in enumerate(cells) if _grade_id(c) == name]

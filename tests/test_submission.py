@@ -109,3 +109,16 @@ def test_unreadable_files_get_a_reason(tmp_path, content, reason):
 def test_test_cells_turned_into_markdown_do_not_matter(tmp_path):
     nb = notebook([solution_cell("causal_mask", MASK), plain_cell("check('causal_mask', causal_mask)", "markdown")])
     assert sources(recover(write(tmp_path, nb), SETUP, NAMES)) == ["import torch", MASK]
+
+
+def test_an_edited_setup_cell_is_replaced_by_the_original_with_a_note(tmp_path):
+    edited = solution_cell("setup_1", "import torch\ndef helper():\n    return 3\n")
+    nb = notebook([edited, solution_cell("causal_mask", MASK), solution_cell("scaled_dot_product_attention", SDPA)])
+    got = recover(write(tmp_path, nb), SETUP, NAMES)
+    assert sources(got) == ["import torch", MASK, SDPA]
+    assert any("set-up cell setup_1 was edited" in note and "solution cells" in note for note in got.notes)
+
+
+def test_an_untouched_setup_cell_gives_no_note(tmp_path):
+    nb = notebook([solution_cell("setup_1", "import torch\n"), solution_cell("causal_mask", MASK)])
+    assert recover(write(tmp_path, nb), SETUP, NAMES).notes == []

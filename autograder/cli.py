@@ -105,7 +105,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .grade import Assignment, known_assignments
     from .release import release
     from .report import table
-    from .samples import description, write_samples
+    from .samples import concept_lines, description, write_samples
 
     names = args.names or known_assignments()
     release(names)
@@ -122,6 +122,8 @@ def _demo(args: argparse.Namespace) -> int:
         for result in results:
             submission = result["extra_data"]["submission"]
             print(f"  {submission}: {description(name, submission)}")
+            for line in concept_lines(result):
+                print(line)
     return 0
 
 

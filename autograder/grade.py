@@ -24,7 +24,9 @@ from importlib import metadata
 from pathlib import Path
 
 from . import build
+from .checks import signature
 from .discovery import known_assignments
+from .trusted import described
 from .rubric import Item, Rubric
 from .runner import Outcome, run_check
 from .sandbox import Limits, WorkerError, WorkerPool
@@ -154,18 +156,49 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _item_result(item: Item, outcomes: list[Outcome]) -> dict:
-    total_weight = sum(check.weight for check in item.checks)
-    earned = sum(o.check.weight for o in outcomes if o.passed)
-    score = round(item.points * earned / total_weight, 4) if total_weight else 0.0
-    lines = []
-    for outcome in outcomes:
+def _check_points(item: Item, outcomes: list[Outcome]) -> list[float]:
+    """Points earned per outcome: a check's share of the item when it passed; convention checks earn nothing
+    while the core check fails (no credit for edge cases of maths that is not there)."""
+    core_passed = all(o.passed for o in outcomes if o.check.core)
+    return [round(item.points_of(o.check), 4) if o.passed and (o.check.core or core_passed) else 0.0
+            for o in outcomes]
+
+
+def _check_record(item: Item, outcome: Outcome, points: float) -> dict:
+    check = outcome.check
+    if outcome.passed:
+        sig = None
+    elif outcome.mismatch is not None:
+        sig = signature(check.id, outcome.mismatch)
+    else:
+        sig = f"{check.id}|{'worker_lost' if outcome.worker_lost else 'not_run'}"
+    return {"id": check.id, "title": check.title, "passed": outcome.passed, "points": points,
+            "max_points": round(item.points_of(check), 4), "signature": sig, "example": outcome.example,
+            "message": None if outcome.passed else (str(outcome.mismatch) if outcome.mismatch else outcome.message),
+            "hint": check.hint, "sentence": check.sentence}
+
+
+def _item_result(item: Item, outcomes: list[Outcome], dependency: str | None = None) -> dict:
+    """One Gradescope test per item: a line per concept check with its points, every failing concept with its
+    own minimal input, and the per-check records in `extra_data`."""
+    points = _check_points(item, outcomes)
+    score = item.points if all(o.passed for o in outcomes) else round(sum(points), 4)
+    core_passed = all(o.passed for o in outcomes if o.check.core)
+    lines = [f"(graded with {dependency})"] if dependency else []
+    for outcome, earned in zip(outcomes, points):
+        check = outcome.check
         mark = "✓" if outcome.passed else "✗"
-        lines.append(f"{mark} {outcome.check.title}")
+        worth = f"{earned:g}/{item.points_of(check):.4g}"
+        gated = "" if core_passed or check.core or not outcome.passed else ", no credit until the core check passes"
+        lines.append(f"{mark} [{check.id}] {check.title} ({worth}{gated})")
         if not outcome.passed:
             lines.extend("  " + line for line in outcome.message.splitlines())
+            lines.append(f'  the notebook says: "{check.sentence}"')
     return {"name": item.name, "score": score, "max_score": item.points, "output": "\n".join(lines),
-            "status": "passed" if score == item.points else "failed", "visibility": "visible"}
+            "status": "passed" if score == item.points else "failed", "visibility": "visible",
+            "extra_data": {"item": item.name,
+                           "checks": [_check_record(item, o, p) for o, p in zip(outcomes, points)],
+                           "dependency": dependency}}
 
 
 class Grader:
@@ -208,12 +241,17 @@ class Grader:
         try:
             for item in self.assignment.rubric.items:
                 outcomes = []
+                if item.trusted and session is not None:
+                    session.close()  # trusted stand-ins get a fresh session, after their own items were graded
+                    session = None
                 for check in item.checks:
                     if not fatal and time.monotonic() > deadline:
                         fatal = f"not run: the submission used up its {self.limits.submission_wall_s:.0f} s time budget"
                     if not fatal and session is None:
                         try:
                             session = self._start(cells, notes, deadline)
+                            if item.trusted:
+                                session.trust(item.trusted)
                         except WorkerError as error:
                             fatal = f"not run: the worker stopped while running your cells: {error}"
                         except Exception as error:  # noqa: BLE001 - the grader's fault; this submission only
@@ -226,7 +264,10 @@ class Grader:
                     if outcome.worker_lost:
                         session.close()
                         session = None
-                tests.append(_item_result(item, outcomes))
+                tests.append(_item_result(item, outcomes, described(list(item.trusted)) if item.trusted else None))
+                if item.trusted and session is not None:
+                    session.close()
+                    session = None
         finally:
             if session is not None:
                 session.close()

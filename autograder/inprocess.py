@@ -33,31 +33,35 @@ class InProcessSession:
                 results.append(CellResult(cell["id"], False, traceback.format_exc(limit=-1)))
         return results
 
-    def call(self, target: str, args: list, kwargs: dict, seed: int = 0) -> CallResult:
+    def call(self, target: str, args: list, kwargs: dict, seed: int = 0, *, grad_inputs: list[int] | None = None,
+             grad_outputs: list | None = None) -> CallResult:
         torch.manual_seed(seed)
+        args = [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args]
+        for index in grad_inputs or []:
+            args[index].requires_grad_(True)
         try:
             value = self.namespace[target](*args, **kwargs)
+            if grad_inputs:
+                _backward(value, grad_outputs)
         except Exception as exc:  # noqa: BLE001
             return CallResult(False, error_type=type(exc).__name__, message=str(exc))
-        return CallResult(True, value, list(args))
+        return CallResult(True, value, [a.detach() if isinstance(a, torch.Tensor) else a for a in args],
+                          input_grads=[args[i].grad for i in grad_inputs or []])
 
     def call_module(self, target: str, init_args: list, init_kwargs: dict, state_dict: dict | None, *,
-                    dtype: torch.dtype = torch.float32, train: bool = False, method: str = "forward", args: list, kwargs: dict,
-                    grad_inputs: list[int], grad_outputs: list | None, seed: int = 0) -> ModuleResult:
+                    dtype: torch.dtype = torch.float32, train: bool = False, method: str = "forward", args: list,
+                    kwargs: dict, grad_inputs: list[int], grad_outputs: list | None, seed: int = 0) -> ModuleResult:
         torch.manual_seed(seed)
         try:
             module = self.namespace[target](*init_args, **init_kwargs).to(dtype)
             if state_dict is not None:
-                module.load_state_dict(state_dict, strict=True)
+                module.load_state_dict(state_dict, strict=False)
             module.train(train)
             args = [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args]
             for index in grad_inputs:
                 args[index].requires_grad_(True)
             out = getattr(module, method)(*args, **kwargs)
-            flat = list(out) if isinstance(out, (tuple, list)) else [out]
-            pairs = [(o, g) for o, g in zip(flat, grad_outputs or []) if g is not None]
-            if pairs:
-                torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+            flat = _backward(out, grad_outputs)
         except Exception as exc:  # noqa: BLE001
             return ModuleResult(False, error_type=type(exc).__name__, message=str(exc))
         return ModuleResult(True, [o.detach() if isinstance(o, torch.Tensor) else o for o in flat],
@@ -66,3 +70,13 @@ class InProcessSession:
 
     def close(self) -> None:
         self.namespace.clear()
+
+
+def _backward(output: object, grad_outputs: list | None) -> list:
+    """Backward from every output whose shape matches its weights (as the worker does); return the outputs."""
+    flat = list(output) if isinstance(output, (tuple, list)) else [output]
+    pairs = [(o, g) for o, g in zip(flat, grad_outputs or []) if g is not None and isinstance(o, torch.Tensor)
+             and o.requires_grad and o.shape == g.shape]
+    if pairs:
+        torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+    return flat

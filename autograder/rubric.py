@@ -1,14 +1,19 @@
 """What a rubric is: graded items, each split into checks.
 
 A rubric module (`autograder/rubrics/<assignment>.py`) defines `RUBRIC`, a
-`Rubric` of `Item`s named exactly as in SPEC.md. An item's points are split
-across its checks by weight; a check earns its share only when hypothesis
-finds no failing example. Checks are built by the helpers in
-`autograder.checks`, so a rubric reads as a list of what is checked.
+`Rubric` of `Item`s named exactly as in SPEC.md. An item is split into concept
+checks: one *core* check (the maths on ordinary inputs, at least
+`CORE_SHARE` of the item's weight) and one check per convention the notebook
+states. A check earns its share of the item's points only when hypothesis
+finds no failing example, and a convention check earns nothing while the core
+check fails. Every check quotes the sentence of the student's notebook that
+demands it (a test finds that sentence in the released notebook). Checks are
+built by the helpers in `autograder.checks`, so a rubric reads as a list of
+what is checked.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from hypothesis.strategies import SearchStrategy
@@ -32,6 +37,11 @@ class Check:
     max_examples: int = 100
     weight: float = 1.0
     show_example: bool = True     # False when the mismatch itself names the input (fixed cases)
+    sentence: str = ""            # the notebook's words that demand this check (found verbatim in its task text)
+    core: bool = False            # the item's core check: convention checks earn only when it passes
+
+
+CORE_SHARE = 0.6  # the core check carries at least this share of an item's weight
 
 
 @dataclass(frozen=True)
@@ -41,11 +51,29 @@ class Item:
     name: str
     points: float
     checks: tuple[Check, ...]
+    # Other graded names this item calls, with the reference for each: while the item is graded (in a fresh
+    # session, after their own checks) they are stand-ins computed by the grader, so a mistake in one of them is
+    # charged once, on its own item (see autograder.trusted).
+    trusted: dict[str, Callable] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         ids = [c.id for c in self.checks]
         if len(ids) != len(set(ids)):
             raise ValueError(f"item {self.name}: check ids repeat: {ids}")
+        cores = [c for c in self.checks if c.core]
+        if len(cores) != 1:
+            raise ValueError(f"item {self.name}: needs exactly one core check, has {[c.id for c in cores]}")
+        total = sum(c.weight for c in self.checks)
+        if cores[0].weight < CORE_SHARE * total - 1e-9:
+            raise ValueError(f"item {self.name}: the core check carries {cores[0].weight / total:.0%} of the "
+                             f"weight; it needs at least {CORE_SHARE:.0%}")
+        missing = [c.id for c in self.checks if not c.sentence.strip()]
+        if missing:
+            raise ValueError(f"item {self.name}: checks {missing} name no sentence of the notebook")
+
+    def points_of(self, check: Check) -> float:
+        """The points `check` is worth: its share of the item's points by weight."""
+        return self.points * check.weight / sum(c.weight for c in self.checks)
 
 
 @dataclass(frozen=True)

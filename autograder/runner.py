@@ -46,6 +46,8 @@ class Outcome:
     message: str = ""            # why it failed, with the minimal example; empty when passed
     worker_lost: bool = False    # the session must be restarted before the next check
     seconds: float = 0.0
+    mismatch: Mismatch | None = None  # what differed on the minimal failing input
+    example: str | None = None        # that input as shown to the student
 
 
 def run_check(check: Check, student: object) -> Outcome:
@@ -65,7 +67,8 @@ def run_check(check: Check, student: object) -> Outcome:
         except Exception as error:  # noqa: BLE001 - raised while checking what the student's code gave back
             mismatch = Mismatch(check.title, f"could not be checked on what your code returned "
                                              f"({type(error).__name__}: {str(error)[:300]}); does it return "
-                                             "what the task asks for (types, shapes, a tuple of the right length)?")
+                                             "what the task asks for (types, shapes, a tuple of the right length)?",
+                                kind="uncheckable")
         if mismatch is not None:
             failures.append(_Failed(mismatch, example))
             raise failures[-1]
@@ -73,19 +76,26 @@ def run_check(check: Check, student: object) -> Outcome:
     try:
         search()
     except _Failed as failure:
-        return Outcome(check, False, _failure_text(check, failure), seconds=time.perf_counter() - start)
+        return _failed(check, failure, start)
     except Flaky:
         if not failures:
             raise
         last = failures[-1]
         flaky = _Failed(Mismatch(last.mismatch.what, "gave different results for the same input: wrong the "
                                  f"first time, as below, and right when the input was tried again "
-                                 f"(a function must not depend on earlier calls)\n{last.mismatch}"), last.example)
-        return Outcome(check, False, _failure_text(check, flaky), seconds=time.perf_counter() - start)
+                                 f"(a function must not depend on earlier calls)\n{last.mismatch}",
+                                 kind="flaky"), last.example)
+        return _failed(check, flaky, start)
     except _WorkerLost as lost:
         return Outcome(check, False, f"{lost.error}\n  hint: {check.hint}", worker_lost=True,
                        seconds=time.perf_counter() - start)
     return Outcome(check, True, seconds=time.perf_counter() - start)
+
+
+def _failed(check: Check, failure: _Failed, start: float) -> Outcome:
+    example = describe_example(failure.example) if check.show_example else None
+    return Outcome(check, False, _failure_text(check, failure), seconds=time.perf_counter() - start,
+                   mismatch=failure.mismatch, example=example)
 
 
 def _failure_text(check: Check, failure: _Failed) -> str:

@@ -39,9 +39,8 @@ def _reference_code(assignment: str) -> dict[str, str]:
             for name in source.defs if not name.startswith("_")}
 
 
-def _variant_code(assignment: str, variant: str) -> dict[str, str]:
-    """Each top-level name of the variant file with the file's imports in front of it."""
-    path = SAMPLES / assignment / f"{variant}.py"
+def implementation_code(path: Path) -> dict[str, str]:
+    """Each top-level function or class of the file at `path`, with the file's imports in front of it."""
     text = path.read_text()
     tree = ast.parse(text)
     lines = text.splitlines()
@@ -54,19 +53,24 @@ def _variant_code(assignment: str, variant: str) -> dict[str, str]:
     return code
 
 
-def make_submission(assignment: str, variant: str) -> nbformat.NotebookNode:
-    """The released notebook of `assignment` filled in as `variant` would have it."""
+def filled_notebook(assignment: str, code: dict[str, str]) -> nbformat.NotebookNode:
+    """The released notebook of `assignment` with the reference in every solution cell, except the names in
+    `code`, whose cells hold that code instead."""
     nb = nbformat.read(released_notebook(assignment), as_version=4)
-    if variant == "untouched":
-        return nb
-    code = _reference_code(assignment)
-    if variant != "reference":
-        code.update(_variant_code(assignment, variant))
+    code = {**_reference_code(assignment), **code}
     for cell in nb.cells:
         nbg = cell.get("metadata", {}).get("nbgrader", {})
         if cell.cell_type == "code" and nbg.get("solution") and nbg.get("grade_id") in code:
             cell.source = code[nbg["grade_id"]]
     return nb
+
+
+def make_submission(assignment: str, variant: str) -> nbformat.NotebookNode:
+    """The released notebook of `assignment` filled in as `variant` would have it."""
+    if variant == "untouched":
+        return nbformat.read(released_notebook(assignment), as_version=4)
+    path = SAMPLES / assignment / f"{variant}.py"
+    return filled_notebook(assignment, implementation_code(path) if variant != "reference" else {})
 
 
 def write_samples(assignment: str, folder: Path) -> list[Path]:
@@ -78,3 +82,16 @@ def write_samples(assignment: str, folder: Path) -> list[Path]:
         nbformat.write(make_submission(assignment, variant), path)
         paths.append(path)
     return paths
+
+
+def concept_lines(result: dict) -> list[str]:
+    """Per item that lost points: its score and each failing concept check with the points it was worth."""
+    lines = []
+    for test in result["tests"]:
+        checks = test.get("extra_data", {}).get("checks", [])
+        failed = [c for c in checks if not c["passed"]]
+        if not failed:
+            continue
+        concepts = ", ".join(f"{c['id']} ({c['max_points']:g})" for c in failed)
+        lines.append(f"      {test['name']} {test['score']:g}/{test['max_score']:g}: failed {concepts}")
+    return lines

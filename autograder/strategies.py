@@ -8,6 +8,7 @@ seed shrinks towards 0 and the printed values stay short.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from fractions import Fraction
 
 import torch
@@ -55,11 +56,26 @@ class AttentionInputs:
     seed: int
 
 
+def _rows(mask: torch.Tensor, rows: str, row: int) -> torch.Tensor:
+    """Make every query row keep an allowed key ("live": key 0, which is_causal also allows), or hide every key
+    from query `row` ("empty"); "any" leaves the mask as drawn. Works on bool and float (additive) masks."""
+    mask = mask.clone()
+    if rows == "live":
+        if mask.dtype == torch.bool:
+            mask[..., :, 0] = True
+        else:
+            mask[..., :, 0] = torch.nan_to_num(mask[..., :, 0], neginf=0.0)
+    elif rows == "empty":
+        mask[..., row, :] = False if mask.dtype == torch.bool else float("-inf")
+    return mask
+
+
 @st.composite
-def attention_inputs(draw, dtype: torch.dtype | None = None) -> AttentionInputs:
-    """q (..., Lq, E), k (..., Lk, E), v (..., Lk, Ev) with 0-2 batch dims, Lq != Lk allowed, and every mask form:
-    none, bool or float, full or broadcast ((Lq, Lk), (1, .., Lq, Lk)), rows with no allowed key, with or without
-    is_causal."""
+def attention_inputs(draw, dtype: torch.dtype | None = None, *, masks: tuple[str, ...] = ("none", "bool", "float"),
+                     causal: bool | None = None, rows: str = "any") -> AttentionInputs:
+    """q (..., Lq, E), k (..., Lk, E), v (..., Lk, Ev) with 0-2 batch dims, Lq != Lk allowed, and the mask forms in
+    `masks`: none, bool or float, full or broadcast ((Lq, Lk), (1, .., Lq, Lk)). `causal` fixes is_causal (None:
+    drawn). `rows`: "live" gives every query an allowed key, "empty" gives one query none, "any" draws freely."""
     dtype = dtype or draw(dtypes())
     batch = tuple(draw(st.lists(dims(1, 3), max_size=2)))
     lq, lk, e, ev = draw(dims()), draw(dims()), draw(dims(1, 5)), draw(dims(1, 5))
@@ -67,7 +83,7 @@ def attention_inputs(draw, dtype: torch.dtype | None = None) -> AttentionInputs:
     q = values((*batch, lq, e), seed, dtype)
     k = values((*batch, lk, e), seed + 1, dtype)
     v = values((*batch, lk, ev), seed + 2, dtype)
-    kind = draw(st.sampled_from(["none", "bool", "float"]))
+    kind = draw(st.sampled_from(masks))
     # A mask broadcasts *to* the scores' shape, so it never has more leading dimensions than q.
     shapes = [(*batch, lq, lk), (lq, lk)] + ([(1,) * len(batch) + (lq, lk)] if batch else [])
     mask_shape = draw(st.sampled_from(shapes))
@@ -78,7 +94,9 @@ def attention_inputs(draw, dtype: torch.dtype | None = None) -> AttentionInputs:
         mask = values(mask_shape, seed + 3, dtype)
         if draw(st.booleans()):  # a float mask can also forbid keys outright
             mask = mask.masked_fill(~_bools(mask_shape, seed + 4, keep=0.6), float("-inf"))
-    return AttentionInputs(q, k, v, mask, draw(st.booleans()), seed)
+    if mask is not None:
+        mask = _rows(mask, rows, draw(st.integers(0, lq - 1)))
+    return AttentionInputs(q, k, v, mask, draw(st.booleans()) if causal is None else causal, seed)
 
 
 def attention_bad_mask_args() -> tuple[torch.Tensor, ...]:
@@ -104,9 +122,12 @@ class MHAInputs:
 
 
 @st.composite
-def mha_inputs(draw, dtype: torch.dtype | None = None) -> MHAInputs:
-    """Self- or cross-attention inputs (B, L, E) with E = heads * head size, optional (Lq, Lk) attn_mask
-    (bool or float), key_padding_mask (B, Lk) with some padded keys, and is_causal."""
+def mha_inputs(draw, dtype: torch.dtype | None = None, *, masks: tuple[str, ...] = ("none", "bool", "float"),
+               padding: bool | None = None, causal: bool | None = None, rows: str = "any") -> MHAInputs:
+    """Self- or cross-attention inputs (B, L, E) with E = heads * head size, an (Lq, Lk) attn_mask of a kind in
+    `masks`, key_padding_mask (B, Lk) with some padded keys (`padding`: None = drawn), and is_causal (None = drawn).
+    `rows`: "live" keeps key 0 real and allowed for every query; "empty" pads every key of one batch row;
+    "any" draws freely."""
     dtype = dtype or draw(dtypes())
     heads, head_size = draw(dims(1, 3)), draw(dims(1, 4))
     embed_dim = heads * head_size
@@ -120,15 +141,22 @@ def mha_inputs(draw, dtype: torch.dtype | None = None) -> MHAInputs:
         lk = draw(dims(1, 5))
         key = values((b, lk, embed_dim), seed + 1, dtype)
         value = values((b, lk, embed_dim), seed + 2, dtype)
-    kind = draw(st.sampled_from(["none", "bool", "float"]))
+    kind = draw(st.sampled_from(masks))
     attn_mask = None
     if kind == "bool":
         attn_mask = _bools((lq, lk), seed + 3, keep=0.7)
     elif kind == "float":
         attn_mask = values((lq, lk), seed + 3, dtype)
-    padding = _bools((b, lk), seed + 4, keep=0.7) if draw(st.booleans()) else None
-    return MHAInputs(embed_dim, heads, draw(st.booleans()), query, key, value, attn_mask, padding,
-                     draw(st.booleans()), seed)
+    with_padding = draw(st.booleans()) if padding is None else padding
+    key_padding = _bools((b, lk), seed + 4, keep=0.7) if with_padding or rows == "empty" else None
+    if rows == "live":
+        attn_mask = None if attn_mask is None else _rows(attn_mask, "live", 0)
+        if key_padding is not None:
+            key_padding[:, 0] = True
+    elif rows == "empty":
+        key_padding[draw(st.integers(0, b - 1))] = False
+    return MHAInputs(embed_dim, heads, draw(st.booleans()), query, key, value, attn_mask, key_padding,
+                     draw(st.booleans()) if causal is None else causal, seed)
 
 
 # --- positional ------------------------------------------------------------------------------------
@@ -212,13 +240,39 @@ def boundary_ratios(n: int) -> list[float]:
     return [float(1 - Fraction(j, n)) for j in range(1, n) if 10**6 % Fraction(j, n).denominator == 0]
 
 
+def fragile_ratios(n: int) -> list[float]:
+    """The boundary ratios of `n` where a float formula for the keep count goes wrong: int(N * (1 - r)) (MAE's
+    code) or N - ceil(N * r). These come first, so a few examples find such a bug."""
+    return [r for r in boundary_ratios(n)
+            if int(n * (1 - r)) != n * (1 - Fraction(str(r))) or n - math.ceil(n * r) != n * (1 - Fraction(str(r)))]
+
+
+FRAGILE_PAIRS = [(n, r) for n in range(2, 31) for r in fragile_ratios(n)]  # 13 pairs, from (5, 0.8) to (30, 0.8)
+
+
+def on_a_float_boundary(n: int, ratio: float) -> bool:
+    """Whether N * (1 - ratio) is a whole number that float arithmetic may miss: the ratio is not exact in
+    binary (0.9, 0.28; not 0.5 or 0.75) and the exact product is an integer."""
+    exact = n * (1 - Fraction(str(ratio)))
+    return exact.denominator == 1 and Fraction(ratio) != Fraction(str(ratio))
+
+
 @st.composite
-def masking_inputs(draw, dtype: torch.dtype | None = None) -> MaskingInputs:
-    """B 1-3, N 1-12 (10 often), D 1-4; ratios often on a keep-count boundary; the noise is a random
-    permutation scaled to [0, 1), so no ties."""
-    b, n, d = draw(dims(1, 3)), draw(st.one_of(st.just(10), dims(1, 12))), draw(dims(1, 4))
-    boundaries = boundary_ratios(n)
-    ratio = draw(st.sampled_from(boundaries) if boundaries and draw(st.booleans()) else MASK_RATIOS)
+def masking_inputs(draw, dtype: torch.dtype | None = None, *, ratios: str = "any") -> MaskingInputs:
+    """B 1-3, D 1-4, noise a random permutation scaled to [0, 1) per row (no ties). `ratios`:
+    "ordinary": N 1-12 (10 often), ratios where every way of computing the keep count agrees;
+    "boundary": N up to 30, ratios where a float formula for the keep count goes wrong (N=10, r=0.9;
+    N=25, r=0.28); "any": N 1-12, either kind."""
+    if ratios == "boundary":
+        n, ratio = draw(st.sampled_from(FRAGILE_PAIRS))
+    else:
+        n = draw(st.one_of(st.just(10), dims(1, 12)))
+        boundaries = boundary_ratios(n)
+        if ratios == "any" and boundaries and draw(st.booleans()):
+            ratio = draw(st.sampled_from(boundaries))
+        else:
+            ratio = draw(MASK_RATIOS.filter(lambda r: ratios == "any" or not on_a_float_boundary(n, r)))
+    b, d = draw(dims(1, 3)), draw(dims(1, 4))
     seed = draw(seeds())
     generator = torch.Generator().manual_seed(seed + 1)
     noise = torch.stack([torch.randperm(n, generator=generator) for _ in range(b)]).double() / n
@@ -236,14 +290,19 @@ class LossInputs:
 
 
 @st.composite
-def loss_inputs(draw, dtype: torch.dtype | None = None) -> LossInputs:
-    """Sometimes nothing is removed, sometimes everything; K >= 2 when norm_pix_loss."""
+def loss_inputs(draw, dtype: torch.dtype | None = None, *, norm: bool | None = None,
+                removed: str = "any") -> LossInputs:
+    """pred, target (B, N, K) and mask (B, N); K >= 2 when norm_pix_loss (`norm`: None = drawn). `removed`:
+    "some" removes at least one patch, "none" removes nothing, "any" draws from nothing to everything."""
     dtype = dtype or draw(dtypes())
-    norm = draw(st.booleans())
+    norm = draw(st.booleans()) if norm is None else norm
     b, n, k = draw(dims(1, 3)), draw(dims(1, 6)), draw(dims(2 if norm else 1, 6))
     seed = draw(seeds())
-    mask = _bools((b, n), seed + 2, keep=draw(st.sampled_from([0.0, 0.5, 1.0]))).to(dtype)
-    return LossInputs(values((b, n, k), seed, dtype), values((b, n, k), seed + 1, dtype), mask, norm)
+    share = 0.0 if removed == "none" else draw(st.sampled_from([0.0, 0.5, 1.0]))
+    mask = _bools((b, n), seed + 2, keep=share)
+    if removed == "some":
+        mask[0, 0] = True
+    return LossInputs(values((b, n, k), seed, dtype), values((b, n, k), seed + 1, dtype), mask.to(dtype), norm)
 
 
 # --- finetune ----------------------------------------------------------------------------------------
@@ -257,10 +316,13 @@ class HiddenInputs:
 
 
 @st.composite
-def hidden_inputs(draw, dtype: torch.dtype | None = None) -> HiddenInputs:
-    """Right-padded rows of random lengths 0..T (a row may be all padding); the mask is int64 like a tokenizer's."""
+def hidden_inputs(draw, dtype: torch.dtype | None = None, *, rows: str = "any") -> HiddenInputs:
+    """Right-padded rows of random lengths; the mask is int64 like a tokenizer's. `rows`: "live" gives every row
+    at least one real token, "empty" makes one row all padding, "any" draws lengths 0..T."""
     b, t, d = draw(dims(1, 3)), draw(dims(1, 6)), draw(dims(1, 5))
     seed = draw(seeds())
-    lengths = torch.randint(0, t + 1, (b,), generator=torch.Generator().manual_seed(seed + 1))
+    lengths = torch.randint(1 if rows == "live" else 0, t + 1, (b,), generator=torch.Generator().manual_seed(seed + 1))
+    if rows == "empty":
+        lengths[draw(st.integers(0, b - 1))] = 0
     mask = (torch.arange(t)[None, :] < lengths[:, None]).long()
     return HiddenInputs(values((b, t, d), seed, dtype or draw(dtypes())), mask)

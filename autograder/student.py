@@ -36,6 +36,16 @@ class Student:
             raise StudentRaised(result.error_type, result.message)
         return result.value, result.args_after
 
+    def call_with_gradients(self, target: str, args: tuple, kwargs: dict | None, grad_inputs: tuple[int, ...],
+                            grad_outputs: list[torch.Tensor | None]) -> tuple[Any, list, list]:
+        """Call `target` with the arguments at `grad_inputs` requiring gradients, backward from the outputs
+        weighted by `grad_outputs`; return (value, args after the call, gradients of those arguments)."""
+        result = self.session.call(target, list(args), dict(kwargs or {}), seed=self.seed,
+                                   grad_inputs=list(grad_inputs), grad_outputs=grad_outputs)
+        if not result.ok:
+            raise StudentRaised(result.error_type, result.message)
+        return result.value, result.args_after, result.input_grads
+
     def function(self, target: str):
         """A callable standing for the student's function `target`."""
         def proxy(*args: Any, **kwargs: Any) -> Any:

@@ -147,6 +147,11 @@ def recover(path: Path, setup_cells: list[dict], graded_names: list[str]) -> Rec
         return result
     result.cells = [dict(c) for c in setup_cells]
     result.grade_ids = {str(_nbgrader(c).get("grade_id")) for c in cells if _nbgrader(c).get("grade_id")}
+    for setup in setup_cells:
+        copies = [c for c in cells if _nbgrader(c).get("grade_id") == setup["id"]]
+        if any(_cell_source(c).strip() != setup["source"].strip() for c in copies):
+            notes.append(f"set-up cell {setup['id']} was edited; the grader runs the original. Put your own imports "
+                         "and helpers in your solution cells (or a new cell of definitions)")
     chosen: list[int] = []
     for name in graded_names:
         by_id = [i for i, c in enumerate(cells) if _grade_id(c) == name]

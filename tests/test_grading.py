@@ -23,15 +23,17 @@ from .hostile import slots
 
 pytestmark = [pytest.mark.grader, pytest.mark.xdist_group("release")]
 
-# Which item each wrong sample breaks (assignments/samples/attention/*.py).
+# Which item each wrong sample breaks, and the concept checks of that item it fails.
 BROKEN = {
-    "mask_hides_diagonal": "causal_mask",
-    "mask_upper_triangle": "causal_mask",
-    "unscaled_scores": "scaled_dot_product_attention",
-    "finite_mask_value": "scaled_dot_product_attention",
-    "inverted_mask": "scaled_dot_product_attention",
-    "heads_interleaved": "MultiHeadAttention",
-    "padding_ignored": "MultiHeadAttention",
+    "mask_hides_diagonal": ("causal_mask", ["core"]),
+    "mask_upper_triangle": ("causal_mask", ["core"]),
+    "unscaled_scores": ("scaled_dot_product_attention",
+                        ["core", "float_mask", "causal", "causal_with_mask", "empty_rows", "gradient", "bad_arguments"]),
+    "finite_mask_value": ("scaled_dot_product_attention", ["empty_rows"]),
+    "inverted_mask": ("scaled_dot_product_attention",
+                      ["core", "causal_with_mask", "empty_rows", "gradient", "bad_arguments"]),
+    "heads_interleaved": ("MultiHeadAttention", ["core", "key_padding_mask", "masks_together", "empty_rows"]),
+    "padding_ignored": ("MultiHeadAttention", ["key_padding_mask", "masks_together", "empty_rows"]),
 }
 
 
@@ -56,14 +58,35 @@ def test_untouched_release_gets_zero(attention_grades):
     assert all("NotImplementedError" in t["output"] for t in result["tests"])
 
 
-@pytest.mark.parametrize("variant, item", sorted(BROKEN.items()))
-def test_wrong_sample_loses_points_on_its_item_with_a_counterexample(attention_grades, variant, item):
+@pytest.mark.parametrize("variant", sorted(BROKEN))
+def test_wrong_sample_fails_exactly_its_concepts_with_counterexamples(attention_grades, variant):
+    item, failing = BROKEN[variant]
     result = attention_grades[variant]
     test = next(t for t in result["tests"] if t["name"] == item)
-    assert test["score"] < test["max_score"]
+    checks = test["extra_data"]["checks"]
+    assert [c["id"] for c in checks if not c["passed"]] == failing
+    assert test["score"] == (0 if "core" in failing else
+                             pytest.approx(test["max_score"] - sum(c["max_points"] for c in checks if not c["passed"])))
     assert "smallest failing input" in test["output"] and "hint:" in test["output"]
-    others = [t for t in result["tests"] if t["name"] != item and t["name"] != "MultiHeadAttention"]
+    assert all(c["signature"] and c["message"] for c in checks if not c["passed"])
+    others = [t for t in result["tests"] if t["name"] != item]
     assert all(t["score"] == t["max_score"] for t in others), "a bug in one item must not cost another"
+
+
+def test_multi_head_attention_is_graded_with_a_trusted_sdpa(attention_grades):
+    test = next(t for t in attention_grades["unscaled_scores"]["tests"] if t["name"] == "MultiHeadAttention")
+    assert test["score"] == test["max_score"]
+    assert "trusted scaled_dot_product_attention" in test["extra_data"]["dependency"]
+    assert "trusted scaled_dot_product_attention" in test["output"]
+
+
+def test_different_mistakes_get_different_signatures(attention_grades):
+    def signatures(variant):
+        return {c["signature"] for t in attention_grades[variant]["tests"] for c in t["extra_data"]["checks"]
+                if not c["passed"]}
+    assert signatures("finite_mask_value") == {"empty_rows|output|values:all"}
+    assert signatures("finite_mask_value") != signatures("unscaled_scores")
+    assert signatures("mask_hides_diagonal") != signatures("mask_upper_triangle")
 
 
 def test_gradescope_schema(attention_grades):

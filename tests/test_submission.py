@@ -135,3 +135,16 @@ def test_grade_ids_of_every_code_cell_are_recorded(tmp_path):
     got = recover(write(tmp_path, notebook([solution_cell("patchify", "def patchify(x, p):\n    pass\n"), test_cell])),
                   SETUP, NAMES)
     assert got.grade_ids == {"patchify", "test_patchify"}
+
+
+def test_an_edited_setup_cell_is_replaced_by_the_original_with_a_note(tmp_path):
+    edited = solution_cell("setup_1", "import torch\ndef helper():\n    return 3\n")
+    nb = notebook([edited, solution_cell("causal_mask", MASK), solution_cell("scaled_dot_product_attention", SDPA)])
+    got = recover(write(tmp_path, nb), SETUP, NAMES)
+    assert sources(got) == ["import torch", MASK, SDPA]
+    assert any("set-up cell setup_1 was edited" in note and "solution cells" in note for note in got.notes)
+
+
+def test_an_untouched_setup_cell_gives_no_note(tmp_path):
+    nb = notebook([solution_cell("setup_1", "import torch\n"), solution_cell("causal_mask", MASK)])
+    assert recover(write(tmp_path, nb), SETUP, NAMES).notes == []

@@ -104,6 +104,9 @@ check("causal_mask", causal_mask)
 #   both apply.
 # - Returns `(output, weights)`: `output: (..., Lq, Ev)`, `weights: (..., Lq, Lk)` (the softmax
 #   probabilities), in the dtype of `q`.
+# - Leave the inputs as they are: never write into `q`, `k`, `v` or `attn_mask`.
+# - Gradients must flow back to `q`, `k` and `v` through every query that has an allowed key (for a query
+#   with none, only the zero forward values are graded).
 
 # %% role="solution" name="scaled_dot_product_attention"
 
@@ -158,7 +161,10 @@ print("row sums:", weights.sum(-1))
 # - `attn_mask` broadcasts to `(B, H, Lq, Lk)` (an `(Lq, Lk)` mask works); `key_padding_mask: (B, Lk)` bool,
 #   **True = real token**; every given mask and `is_causal` apply together.
 # - Returns `(output, weights)`: `output: (B, Lq, E)` after `out_proj`, and `weights: (B, H, Lq, Lk)`,
-#   one attention matrix **per head** (PyTorch averages them unless told otherwise; we do not).
+#   one attention matrix **per head** (PyTorch averages them unless told otherwise; we do not), both in the
+#   dtype of `query`.
+# - A query whose keys are all padding gets all-zero weights in every head, as in
+#   `scaled_dot_product_attention` (its output is then `out_proj` of zeros); only its forward values are graded.
 #
 # Use your `scaled_dot_product_attention`; it already handles the masks.
 

@@ -48,7 +48,8 @@ FAST = os.environ.get("COURSE_FAST") == "1"
 # **Contract.** `cls_pool(hidden) -> (B, D)`, the first token of `hidden: (B, T, D)`.
 # `mean_pool(hidden, attention_mask) -> (B, D)`: the mean over positions where `attention_mask` is 1. A row
 # with no real token gives zeros, not NaN. Use `torch.where` rather than multiplying by the mask: `0 * nan`
-# is `nan`, so a padded position holding NaN would poison the sum.
+# is `nan`, so a padded position holding NaN would poison the sum. Both functions return tensors in the
+# dtype of `hidden`. Gradients of both must flow back to `hidden`.
 
 # %% role="solution" name="cls_pool"
 

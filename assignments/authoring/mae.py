@@ -77,6 +77,7 @@ check("random_masking", random_masking)
 # decoder *which* patch it is asked to paint.
 #
 # **Contract.** `insert_mask_tokens(x_kept, mask_token, ids_restore) -> (B, N, D)` in the original order.
+# Gradients must flow back to `x_kept` and to `mask_token` (the mask token is learned).
 
 # %% role="solution" name="insert_mask_tokens"
 
@@ -95,7 +96,8 @@ check("insert_mask_tokens", insert_mask_tokens)
 # `(t - mean) / sqrt(var + 1e-6)`, which the MAE paper found gives better representations.
 #
 # **Contract.** `mae_loss(pred, target, mask, norm_pix_loss=False) -> scalar`, with `pred, target:
-# (B, N, P*P*C)` patches and `mask: (B, N)`, 1 = removed.
+# (B, N, P*P*C)` patches and `mask: (B, N)`, 1 = removed. Gradients must flow back to `pred`: compute the
+# loss with tensor operations, never through `.item()`.
 
 # %% role="solution" name="mae_loss"
 

@@ -121,7 +121,8 @@ print("added equals the sum of all four terms:", torch.allclose(added, sum(terms
 # **Contract.** `relative_position_bias(table, q_len, k_len)` takes `table` of shape
 # `(num_heads, 2*max_len - 1)` and returns `(num_heads, q_len, k_len)` with
 # `out[h, i, j] = table[h, (i - j) + max_len - 1]`. Column `max_len - 1` holds offset 0. `q_len` and `k_len`
-# must be between 1 and `max_len`, else `ValueError`. Hint: build an index matrix from two `arange`s and
+# must be between 1 and `max_len`, else `ValueError`. The table is learned: gradients must flow back into
+# `table`. Hint: build an index matrix from two `arange`s and
 # index the table with it — no loops needed.
 
 # %% role="solution" name="relative_position_bias"
@@ -167,7 +168,8 @@ print("parameters for T = 512, m = 12 heads:", 12 * (2 * 512 - 1))
 # **Contract.** `apply_rotary(x, positions, base=10000.0)`: `x` is `(..., D)` with `D` even (else
 # `ValueError`), `positions` an integer tensor that broadcasts against `x.shape[:-1]`;
 # `out[..., 2i] = x[..., 2i] cos θ_i - x[..., 2i+1] sin θ_i` and
-# `out[..., 2i+1] = x[..., 2i] sin θ_i + x[..., 2i+1] cos θ_i`, in the dtype of `x`.
+# `out[..., 2i+1] = x[..., 2i] sin θ_i + x[..., 2i+1] cos θ_i`, in the dtype of `x`. Gradients must flow
+# back to `x`.
 #
 # *Pitfall:* some code bases pair feature $i$ with feature $i + D/2$ ("rotate half"). That is a different
 # (also valid) layout; ours pairs neighbours.

@@ -42,7 +42,7 @@ FAST = os.environ.get("COURSE_FAST") == "1"
 #   convention of the MAE code, whose `patchify` is `einsum('nchpwq->nhwpqc')`.
 #
 # **Contract.** `patchify(images, patch_size) -> (B, N, P*P*C)`. If `P` does not divide both `H` and `W`,
-# raise `ValueError`. Hint: one `reshape` to `(B, C, h, P, w, P)`, one `permute`, one `reshape`.
+# raise `ValueError`. Gradients must flow back to `images`. Hint: one `reshape` to `(B, C, h, P, w, P)`, one `permute`, one `reshape`.
 
 # %% role="solution" name="patchify"
 
@@ -54,7 +54,7 @@ check("patchify", patchify)
 #
 # **Contract.** `unpatchify(patches, patch_size, image_size, channels) -> (B, C, H, W)`, the exact inverse
 # of `patchify`; `image_size` is an `int` for square images or an `(H, W)` pair. Raise `ValueError` when
-# the patches cannot form such an image.
+# the patches cannot form such an image. Gradients must flow back to `patches`.
 
 # %% role="solution" name="unpatchify"
 
@@ -97,7 +97,7 @@ print("round trip exact:", torch.equal(unpatchify(patchify(images, 2), 2, 8, 1),
 # `pos_embed = nn.Parameter` of shape `(1, N + 1, D)` (learned absolute positions, one for `[CLS]` and one
 # per patch). `forward(images)` returns `(B, N + 1, D)`:
 # `cat([cls_token, proj(patchify(images))], dim=1) + pos_embed`. Raise `ValueError` if the patch size does not
-# divide the image. Initialise `pos_embed` with small random values (e.g. `0.02 * randn`).
+# divide the image; `image_size` is an `int` or an `(H, W)` pair, as in `unpatchify`. Initialise `pos_embed` with small random values (e.g. `0.02 * randn`).
 #
 # A linear layer applied to every flattened patch is exactly a convolution with kernel size and stride $P$;
 # the check cell verifies your module against one.

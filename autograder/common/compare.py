@@ -21,6 +21,7 @@ class Mismatch:
     what: str
     reason: str
     detail: str = ""
+    kind: str = "other"   # what differed: type, dtype, device, shape, nan, values, raised, ...; part of a signature
 
     def __str__(self) -> str:
         text = f"{self.what}: {self.reason}"
@@ -63,31 +64,38 @@ def _format_values(t: torch.Tensor) -> str:
 
 
 def compare_tensors(expected: torch.Tensor, received: object, what: str = "output",
-                    *, gradient: bool = False) -> Mismatch | None:
-    """None when `received` matches `expected` in type, dtype, shape, device and value (within the dtype's tolerance)."""
+                    *, gradient: bool = False, check_dtype: bool = True) -> Mismatch | None:
+    """None when `received` matches `expected` in type, dtype, shape, device and value (within the tolerance).
+
+    With `check_dtype=False` only the values count: a float32 result for float64 inputs, or 0/1 integers for a
+    bool mask, pass (keeping the dtype is then a check of its own)."""
     if type(received) is not torch.Tensor:
         kind = "a subclass of torch.Tensor" if isinstance(received, torch.Tensor) else f"a {type(received).__name__}"
-        return Mismatch(what, f"expected a torch.Tensor but got {kind}")
-    if received.dtype != expected.dtype:
-        return Mismatch(what, f"dtype is {_name(received.dtype)} but should be {_name(expected.dtype)}")
+        return Mismatch(what, f"expected a torch.Tensor but got {kind}", kind="type")
+    if check_dtype and received.dtype != expected.dtype:
+        return Mismatch(what, f"dtype is {_name(received.dtype)} but should be {_name(expected.dtype)}", kind="dtype")
     if received.device.type != expected.device.type:
         return Mismatch(what, f"is on {received.device} but the inputs were on {expected.device} "
-                              "(create new tensors with device=x.device)")
+                              "(create new tensors with device=x.device)", kind="device")
     if received.shape != expected.shape:
-        return Mismatch(what, f"shape is {tuple(received.shape)} but should be {tuple(expected.shape)}")
+        return Mismatch(what, f"shape is {tuple(received.shape)} but should be {tuple(expected.shape)}",
+                        kind=f"shape:{received.dim()}d-for-{expected.dim()}d")
     exp = expected.detach().cpu()
     got = received.detach().cpu()
     if not exp.is_floating_point():
-        wrong = exp != got
+        if got.is_complex():
+            return Mismatch(what, f"holds {_name(got.dtype)} values but should hold {_name(exp.dtype)} values",
+                            kind="dtype")
+        wrong = exp.to(got.dtype) != got  # 0/1 floats for a bool mask have the right values (the dtype is checked apart)
         if not wrong.any():
             return None
-        return Mismatch(what, "values differ", _first_difference(exp, got, wrong))
+        return Mismatch(what, "values differ", _first_difference(exp, got, wrong), kind=f"values:{_extent(wrong)}")
     exp64, got64 = exp.double(), got.double()
     nan_wrong = torch.isnan(got64) & ~torch.isnan(exp64)
     if nan_wrong.any():
         return Mismatch(what, "contains NaN where the expected value is a number "
                               "(a row with nothing to attend to? a division by zero?)",
-                        _first_difference(exp64, got64, nan_wrong))
+                        _first_difference(exp64, got64, nan_wrong), kind="nan")
     tol = tolerance_for(expected.dtype, gradient=gradient)
     both_nan = torch.isnan(got64) & torch.isnan(exp64)
     same_inf = torch.isinf(exp64) & (exp64 == got64)
@@ -95,14 +103,28 @@ def compare_tensors(expected: torch.Tensor, received: object, what: str = "outpu
     wrong = ~(close | both_nan | same_inf)
     if not wrong.any():
         return None
-    return Mismatch(what, f"values differ beyond the tolerance for {_name(expected.dtype)} "
-                          f"(rtol={tol.rtol:g}, atol={tol.atol:g})",
-                    _first_difference(exp64, got64, wrong))
+    return Mismatch(what, f"values differ beyond the tolerance (rtol={tol.rtol:g}, atol={tol.atol:g})",
+                    _first_difference(exp64, got64, wrong), kind=f"values:{_extent(wrong)}")
+
+
+def _extent(wrong: torch.Tensor) -> str:
+    """'all' or 'some' entries wrong: coarse enough that the same mistake reads the same on other inputs."""
+    return "all" if bool(wrong.all()) else "some"
+
+
+def format_pair(expected: float, received: float) -> tuple[str, str]:
+    """Both numbers with the fewest significant digits (at least 6) that tell them apart."""
+    for digits in range(6, 18):
+        left, right = f"{expected:.{digits}g}", f"{received:.{digits}g}"
+        if left != right:
+            return left, right
+    return left, right
 
 
 def _first_difference(exp: torch.Tensor, got: torch.Tensor, wrong: torch.Tensor) -> str:
     index = tuple(int(i) for i in wrong.nonzero()[0])
-    lines = [f"  first difference at index {list(index)}: expected {exp[index].item():.6g}, got {got[index].item():.6g}",
+    shown_exp, shown_got = format_pair(exp[index].item(), got[index].item())
+    lines = [f"  first difference at index {list(index)}: expected {shown_exp}, got {shown_got}",
              f"  {int(wrong.sum())} of {wrong.numel()} entries differ"]
     if exp.is_floating_point():
         diff = (got - exp).abs()

@@ -1,32 +1,35 @@
-"""Rubric: causal masking and multi-head attention."""
+"""Rubric: causal masking and multi-head attention, one check per concept the notebook states."""
 from __future__ import annotations
+
+from functools import partial
 
 from hypothesis import strategies as st
 
 from solutions import attention as ref
 
 from .. import strategies as s
-from ..checks import (BadCall, Call, ModuleCall, holds, matches_reference, module_matches_reference,
-                      rejects_bad_arguments)
-from ..selfcheck.attention import causal_prefix_invariance
+from ..checks import BadCall, Call, ModuleCall, matches_reference, module_matches_reference, rejects_bad_arguments
 from ..rubric import Item, Rubric
+from ..selfcheck.attention import MASK_HINT, MHA_HINT, SDPA_HINT
+
+CONVENTION, SMALL = 15, 8  # examples of a convention check, and of a dtype or in-place check
 
 
 @st.composite
 def causal_mask_calls(draw) -> Call:
-    return Call((draw(st.integers(0, 12)),), names=("seq_len",))
+    return Call((draw(st.integers(1, 12)),), names=("seq_len",))
 
 
 @st.composite
-def attention_calls(draw) -> Call:
-    inputs = draw(s.attention_inputs())
+def attention_calls(draw, grad: bool = False, **kinds) -> Call:
+    inputs = draw(s.attention_inputs(**kinds))
     return Call((inputs.q, inputs.k, inputs.v), {"attn_mask": inputs.attn_mask, "is_causal": inputs.is_causal},
-                seed=inputs.seed, names=("q", "k", "v"))
+                seed=inputs.seed, names=("q", "k", "v"), grad_inputs=(0, 1, 2) if grad else ())
 
 
 @st.composite
-def mha_calls(draw) -> ModuleCall:
-    inputs = draw(s.mha_inputs())
+def mha_calls(draw, **kinds) -> ModuleCall:
+    inputs = draw(s.mha_inputs(**kinds))
     cross = inputs.key is not inputs.query
     return ModuleCall(init_args=(inputs.embed_dim, inputs.num_heads, inputs.bias),
                       args=(inputs.query, inputs.key, inputs.value),
@@ -36,38 +39,83 @@ def mha_calls(draw) -> ModuleCall:
                       names=("query", "key", "value"))
 
 
+# Ordinary inputs: no mask or a bool mask, no is_causal, every query with an allowed key.
+ORDINARY = {"masks": ("none", "bool"), "causal": False, "rows": "live"}
+
+sdpa = partial(matches_reference, "scaled_dot_product_attention", ref.scaled_dot_product_attention,
+               hint=SDPA_HINT, parts=("output", "weights"))
+mha = partial(module_matches_reference, "MultiHeadAttention", ref.MultiHeadAttention, hint=MHA_HINT,
+              parts=("output", "weights"))
+
 RUBRIC = Rubric(
     assignment="attention",
-    version="2",
+    version="3",
     items=(
         Item("causal_mask", 2.0, (
-            matches_reference("causal_mask", ref.causal_mask, causal_mask_calls(), max_examples=20,
-                              hint="query i may attend to keys 0..i: the diagonal is allowed, the future is not; "
-                                   "the result is a bool tensor"),
+            matches_reference("causal_mask", ref.causal_mask, causal_mask_calls(), check_id="core", core=True,
+                              title="True exactly where key j <= query i", weight=1.6, max_examples=20,
+                              sentence=r"query $i$ may attend to key $j$ exactly when $j \le i$",
+                              hint=MASK_HINT),
+            matches_reference("causal_mask", ref.causal_mask, causal_mask_calls(), check_id="dtype_device",
+                              aspect="dtype_device", title="a torch.bool tensor", weight=0.4, max_examples=SMALL,
+                              sentence="returns a `torch.bool` tensor of shape `(seq_len, seq_len)` on `device`",
+                              hint="build the mask with dtype=torch.bool (comparisons and tril of a bool tensor "
+                                   "give bool)"),
         )),
         Item("scaled_dot_product_attention", 5.0, (
-            matches_reference("scaled_dot_product_attention", ref.scaled_dot_product_attention, attention_calls(),
-                              parts=("output", "weights"), weight=4.0,
-                              hint="softmax(q k^T / sqrt(E) + mask) v, with True = may attend, masked scores set to "
-                                   "-inf, is_causal aligned top-left, and all-zero weights for a query with no "
-                                   "allowed key"),
-            holds("causal_prefix_invariance", "with is_causal, later keys and values never change earlier outputs",
-                  causal_prefix_invariance, "scaled_dot_product_attention", s.attention_inputs(), max_examples=30,
-                  hint="is_causal must hide every key j > i from query i, in every batch position"),
+            sdpa(attention_calls(**ORDINARY), check_id="core", core=True, weight=3.0,
+                 title="softmax(q k^T / sqrt(E)) v with a bool mask, every query having an allowed key",
+                 sentence="the comparisons become weights through a softmax; the output is the weighted "
+                          "average of the values"),
+            sdpa(attention_calls(masks=("float",), causal=False, rows="live"), check_id="float_mask",
+                 weight=0.4, max_examples=CONVENTION, title="a float mask is added to the scores",
+                 sentence="a float tensor (added to the scores)"),
+            sdpa(attention_calls(masks=("none",), causal=True), check_id="causal", weight=0.4,
+                 max_examples=CONVENTION, title="is_causal hides key j > i, aligned top left when Lq != Lk",
+                 sentence="`is_causal=True` also applies a causal mask aligned at the **top left**"),
+            sdpa(attention_calls(masks=("bool", "float"), causal=True, rows="live"), check_id="causal_with_mask",
+                 weight=0.3, max_examples=CONVENTION, title="attn_mask and is_causal together both apply",
+                 sentence="Given together, `attn_mask` and `is_causal` both apply."),
+            sdpa(attention_calls(masks=("bool", "float"), rows="empty"), check_id="empty_rows", weight=0.3,
+                 max_examples=CONVENTION, title="a query with no allowed key gets zero weights and zero output",
+                 sentence="such a query gets **all-zero weights and an all-zero output**."),
+            sdpa(attention_calls(**ORDINARY), check_id="dtype_device", aspect="dtype_device", weight=0.15,
+                 max_examples=SMALL, title="output and weights keep the dtype of q",
+                 sentence="(the softmax probabilities), in the dtype of `q`."),
+            sdpa(attention_calls(masks=("none", "bool", "float"), rows="live"), check_id="inputs_untouched",
+                 aspect="inputs_untouched", weight=0.15, max_examples=SMALL, title="q, k, v and the mask are "
+                 "left unchanged", sentence="Leave the inputs as they are: never write into `q`, `k`, `v` or "
+                                            "`attn_mask`."),
+            sdpa(attention_calls(grad=True, **ORDINARY), check_id="gradient", aspect="gradient", weight=0.2,
+                 max_examples=CONVENTION, title="gradients reach q, k and v",
+                 sentence="Gradients must flow back to `q`, `k` and `v`"),
             rejects_bad_arguments("scaled_dot_product_attention", [
-                BadCall("an integer attn_mask (masks are bool or floating)",
-                        s.attention_bad_mask_args(), {}),
-            ], hint="check the dtype of attn_mask and raise ValueError for anything but bool or floating"),
+                BadCall("an integer attn_mask (masks are bool or floating)", s.attention_bad_mask_args(), {}),
+            ], weight=0.1, sentence="Any other dtype raises `ValueError`.",
+                hint="check the dtype of attn_mask and raise ValueError for anything but bool or floating"),
         )),
         Item("MultiHeadAttention", 5.0, (
-            module_matches_reference("MultiHeadAttention", ref.MultiHeadAttention, mha_calls(),
-                                     parts=("output", "weights"), weight=4.0,
-                                     hint="project with q_proj/k_proj/v_proj, give head h the features "
-                                          "[h*E/H, (h+1)*E/H), attend per head with every mask applied, "
-                                          "concatenate the heads and apply out_proj"),
+            mha(mha_calls(masks=("none", "bool"), padding=False, causal=False, rows="live"), check_id="core",
+                core=True, weight=3.0, title="outputs, weights and gradients of self- and cross-attention, "
+                                            "with the reference's weights loaded",
+                sentence="Head `h` uses features `[h*E/H, (h+1)*E/H)` of each projection"),
+            mha(mha_calls(masks=("none",), padding=True, causal=False, rows="live"), check_id="key_padding_mask",
+                weight=0.7, max_examples=CONVENTION, title="keys marked False in key_padding_mask are ignored",
+                sentence="`key_padding_mask: (B, Lk)` bool, **True = real token**"),
+            mha(mha_calls(masks=("bool", "float"), causal=True, rows="live"), check_id="masks_together",
+                weight=0.5, max_examples=CONVENTION, title="attn_mask (bool or float), padding and is_causal "
+                                                          "apply together",
+                sentence="every given mask and `is_causal` apply together"),
+            mha(mha_calls(rows="empty"), check_id="empty_rows", aspect="outputs", weight=0.3,
+                max_examples=CONVENTION, title="a query whose keys are all padding gets zero weights",
+                sentence="A query whose keys are all padding gets all-zero weights in every head"),
+            mha(mha_calls(**ORDINARY), check_id="dtype_device", aspect="dtype_device", weight=0.2,
+                max_examples=SMALL, title="output and weights keep the dtype of query",
+                sentence="both in the dtype of `query`"),
             rejects_bad_arguments("MultiHeadAttention", [
                 BadCall("embed_dim=6 with num_heads=4 (6 is not divisible by 4)", (6, 4)),
-            ], hint="embed_dim must split evenly across the heads"),
-        )),
+            ], weight=0.3, sentence="If `embed_dim` is not divisible by `num_heads`, raise `ValueError`.",
+                hint="embed_dim must split evenly across the heads"),
+        ), trusted={"scaled_dot_product_attention": ref.scaled_dot_product_attention}),
     ),
 )

@@ -65,7 +65,8 @@ def reply_limit(request_payloads: list[bytes]) -> int:
 @dataclass(frozen=True)
 class ModuleTree:
     """A small model the worker builds for a call: nested dicts of sub-module names, leaves are
-    [in_features, out_features] of an nn.Linear. Only the grader sends these; the worker never returns one."""
+    [in_features, out_features] of an nn.Linear, or [in_features, out_features, False] for one whose
+    parameters start frozen. Only the grader sends these; the worker never returns one."""
 
     spec: dict
 
@@ -73,10 +74,13 @@ class ModuleTree:
 def build_module_tree(spec: dict) -> torch.nn.Module:
     module = torch.nn.Module()
     for name, child in spec.items():
-        leaf = isinstance(child, list) and len(child) == 2 and all(type(n) is int and 0 < n <= 4096 for n in child)
+        leaf = (isinstance(child, list) and len(child) in (2, 3) and all(type(n) is int and 0 < n <= 4096
+                                                                        for n in child[:2])
+                and child[2:] in ([], [False]))
         if not (leaf or isinstance(child, dict)) or not name.isidentifier():
             raise ProtocolError(f"malformed module tree at {name!r}")
-        module.add_module(name, torch.nn.Linear(*child) if leaf else build_module_tree(child))
+        module.add_module(name, torch.nn.Linear(*child[:2]).requires_grad_(len(child) == 2) if leaf
+                          else build_module_tree(child))
     return module
 
 

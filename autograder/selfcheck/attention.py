@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from .. import strategies as s
 from ..common.compare import Mismatch, compare_tensors
-from .core import VisibleCheck, golden_check, register
+from .core import VisibleCheck, golden_check, gradient_check, register, rejects
 
 MASK_HINT = "True means 'may attend'; the diagonal is allowed: query i sees keys 0..i"
 SDPA_HINT = ("softmax(q k^T / sqrt(E) + mask) v; a bool mask keeps True entries, a float mask is added; "
@@ -164,21 +164,62 @@ GOLDEN_CALLS = {
     "scaled_dot_product_attention": [_golden_attention(1, 3, 3, False), _golden_attention(2, 2, 4, True)],
 }
 
+def leaves_inputs_alone(sdpa, inputs: s.AttentionInputs) -> Mismatch | None:
+    """q, k, v and the mask are the same after the call."""
+    before = [t.clone() for t in (inputs.q, inputs.k, inputs.v, inputs.attn_mask) if t is not None]
+    sdpa(inputs.q, inputs.k, inputs.v, inputs.attn_mask, inputs.is_causal)
+    after = [t for t in (inputs.q, inputs.k, inputs.v, inputs.attn_mask) if t is not None]
+    for name, old, new in zip(("q", "k", "v", "attn_mask"), before, after):
+        if not torch.equal(old.nan_to_num(), new.nan_to_num()):
+            return Mismatch("scaled_dot_product_attention", f"modified {name} in place")
+    return None
+
+
+def padded_rows_get_zero_weights(mha_class, inputs: s.MHAInputs) -> Mismatch | None:
+    """A batch row whose keys are all padding gets all-zero weights in every head."""
+    torch.manual_seed(inputs.seed)
+    mha = mha_class(inputs.embed_dim, inputs.num_heads, inputs.bias).to(inputs.query.dtype)
+    padding = inputs.key_padding_mask.clone()
+    padding[0] = False
+    with torch.no_grad():
+        _, weights = mha(inputs.query, inputs.key, inputs.value, key_padding_mask=padding)
+    if type(weights) is not torch.Tensor or weights.dim() != 4:
+        return compare_tensors(torch.zeros(1), weights, "weights")
+    return compare_tensors(torch.zeros_like(weights[0]), weights[0], "weights of the fully padded batch row 0")
+
+
+def _sdpa_gradient_call(inputs: s.AttentionInputs) -> tuple[tuple, dict, tuple[int, ...]]:
+    return (inputs.q, inputs.k, inputs.v), {"attn_mask": inputs.attn_mask, "is_causal": inputs.is_causal}, (0, 1, 2)
+
+
+LIVE = {"masks": ("none", "bool"), "causal": False, "rows": "live"}
+
 register("causal_mask",
          VisibleCheck("a bool matrix, True on and below the diagonal", MASK_HINT,
-                      st.integers(0, 9), lambda n, f: lower_triangular(f, n), max_examples=10),
+                      st.integers(1, 9), lambda n, f: lower_triangular(f, n), max_examples=10,
+                      concepts=("core", "dtype_device")),
          golden_check("causal_mask", MASK_HINT))
 register("scaled_dot_product_attention",
          golden_check("scaled_dot_product_attention", SDPA_HINT),
          VisibleCheck("agrees with torch's F.scaled_dot_product_attention", SDPA_HINT, s.attention_inputs(),
-                      lambda inputs, f: matches_torch_sdpa(f, inputs)),
+                      lambda inputs, f: matches_torch_sdpa(f, inputs),
+                      concepts=("core", "float_mask", "causal", "causal_with_mask", "empty_rows", "dtype_device")),
          VisibleCheck("is causal: later keys never change earlier outputs", SDPA_HINT, s.attention_inputs(),
-                      lambda inputs, f: causal_prefix_invariance(f, inputs), max_examples=15))
+                      lambda inputs, f: causal_prefix_invariance(f, inputs), max_examples=15, concepts=("causal",)),
+         VisibleCheck("leaves q, k, v and the mask unchanged", SDPA_HINT, s.attention_inputs(),
+                      lambda inputs, f: leaves_inputs_alone(f, inputs), max_examples=10,
+                      concepts=("inputs_untouched",)),
+         gradient_check("scaled_dot_product_attention", SDPA_HINT, s.attention_inputs(**LIVE), _sdpa_gradient_call),
+         rejects("scaled_dot_product_attention",
+                 [("an integer attn_mask", s.attention_bad_mask_args(), {})], SDPA_HINT))
 register("MultiHeadAttention",
          VisibleCheck("agrees with torch.nn.MultiheadAttention with the same weights", MHA_HINT, s.mha_inputs(),
-                      lambda inputs, cls: matches_torch_mha(cls, inputs), max_examples=20),
+                      lambda inputs, cls: matches_torch_mha(cls, inputs), max_examples=20,
+                      concepts=("core", "key_padding_mask", "masks_together", "dtype_device")),
          VisibleCheck("unmasked self-attention is permutation-equivariant", MHA_HINT, s.mha_inputs(),
                       lambda inputs, cls: self_attention_is_permutation_equivariant(cls, inputs), max_examples=10),
+         VisibleCheck("a fully padded row gets zero weights", MHA_HINT, s.mha_inputs(padding=True), lambda inputs, cls:
+                      padded_rows_get_zero_weights(cls, inputs), max_examples=5, concepts=("empty_rows",)),
          VisibleCheck("refuses embed_dim not divisible by num_heads", "embed_dim must split evenly across heads",
                       st.sampled_from([(6, 4), (5, 2), (3, 2)]), lambda sizes, cls: rejects_indivisible_heads(cls, sizes),
-                      max_examples=3))
+                      max_examples=3, concepts=("bad_arguments",)))

@@ -32,6 +32,7 @@ class VisibleCheck:
     strategy: st.SearchStrategy
     run: Callable[[Any, Any], "Mismatch | None"]
     max_examples: int = 25
+    concepts: tuple[str, ...] = ("core",)  # the grader's concept checks this one shows an example of
 
 
 def register(name: str, *checks: VisibleCheck) -> None:
@@ -114,7 +115,7 @@ def _value(array: np.ndarray, tensor: bool) -> object:
     return torch.from_numpy(array.copy())
 
 
-def golden_check(name: str, hint: str) -> VisibleCheck:
+def golden_check(name: str, hint: str, concepts: tuple[str, ...] = ("core",)) -> VisibleCheck:
     """The student's `name` reproduces the reference's outputs on the stored golden inputs."""
     def run(_: object, f) -> Mismatch | None:
         for args, kwargs, expected in golden_cases(name):
@@ -127,7 +128,51 @@ def golden_check(name: str, hint: str) -> VisibleCheck:
                                     mismatch.detail + "\n  golden input: " + ", ".join(describe(a) for a in args))
         return None
     return VisibleCheck("matches golden values computed from the reference", hint, st.just(None), run,
-                        max_examples=1)
+                        max_examples=1, concepts=concepts)
+
+
+def rejects(name: str, cases: list[tuple[str, tuple, dict]], hint: str) -> VisibleCheck:
+    """`name(*args, **kwargs)` raises ValueError for every (why, args, kwargs) case."""
+    def run(_: object, f) -> Mismatch | None:
+        for why, args, kwargs in cases:
+            try:
+                f(*args, **kwargs)
+            except ValueError:
+                continue
+            return Mismatch(name, f"accepted {why} without raising ValueError")
+        return None
+    return VisibleCheck("raises ValueError for bad arguments", hint, st.just(None), run, max_examples=1,
+                        concepts=("bad_arguments",))
+
+
+def gradient_check(name: str, hint: str, strategy: st.SearchStrategy,
+                   make: Callable[[Any], tuple[tuple, dict, tuple[int, ...]]]) -> VisibleCheck:
+    """Gradients of `name` with respect to the arguments at the returned positions agree with finite
+    differences (float64 copies of the inputs): a detached or `.item()`-built result fails."""
+    def run(example: object, f) -> Mismatch | None:
+        args, kwargs, positions = make(example)
+        args = [a.detach().double() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+
+        def of(*inputs):
+            full = list(args)
+            for position, value in zip(positions, inputs):
+                full[position] = value
+            out = f(*full, **kwargs)
+            return tuple(o for o in (out if isinstance(out, tuple) else (out,))
+                         if isinstance(o, torch.Tensor) and o.is_floating_point())
+
+        inputs = tuple(args[i].clone().requires_grad_(True) for i in positions)
+        try:
+            # A wide step and float32-level tolerances: a correct float32 computation inside passes.
+            ok = torch.autograd.gradcheck(of, inputs, eps=1e-3, atol=1e-3, rtol=1e-2, raise_exception=False)
+        except RuntimeError as error:
+            return Mismatch(f"gradient of {name}", f"could not be computed: {error}")
+        if not ok:
+            return Mismatch(f"gradient of {name}", "differs from finite differences: is part of the result cut "
+                                                   "off from autograd (.item(), .detach(), torch.tensor(...))?")
+        return None
+    return VisibleCheck("gradients flow back to the inputs", hint, strategy, run, max_examples=5,
+                        concepts=("gradient",))
 
 
 def check(name: str, obj: object) -> None:

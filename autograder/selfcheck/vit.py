@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from .. import strategies as s
 from ..common.compare import Mismatch, compare_tensors
-from .core import VisibleCheck, golden_check, register
+from .core import VisibleCheck, golden_check, gradient_check, register, rejects
 
 PATCHIFY_HINT = ("patches go row by row over the grid; inside a patch, flatten as (row p, column q, channel c) "
                  "with the channel varying fastest: reshape to (B, C, h, P, w, P) and permute to (B, h, w, P, P, C)")
@@ -66,13 +66,24 @@ GOLDEN_CALLS = {
 register("patchify",
          VisibleCheck("follows the MAE patch layout", PATCHIFY_HINT, s.image_inputs(),
                       lambda inputs, f: follows_mae_layout(f, inputs)),
+         gradient_check("patchify", PATCHIFY_HINT, s.image_inputs(),
+                        lambda inputs: ((inputs.images, inputs.patch_size), {}, (0,))),
+         rejects("patchify", [("patch_size=2 for a 5x4 image", (torch.zeros(1, 1, 5, 4), 2), {})], PATCHIFY_HINT),
          golden_check("patchify", PATCHIFY_HINT))
 register("unpatchify",
          VisibleCheck("inverts patchify", UNPATCHIFY_HINT, s.image_inputs(), lambda inputs, f: inverts_patchify(f, inputs)),
+         gradient_check("unpatchify", UNPATCHIFY_HINT, s.image_inputs(), lambda inputs: (
+             (mae_patchify(inputs.images, inputs.patch_size), inputs.patch_size, tuple(inputs.images.shape[2:]),
+              inputs.images.shape[1]), {}, (0,))),
+         rejects("unpatchify", [("5 patches for a 4x4 image with patch_size=2", (torch.zeros(1, 5, 4), 2, 4, 1), {}),
+                                ("patches of 3 values with patch_size=2, 1 channel", (torch.zeros(1, 4, 3), 2, 4, 1), {})],
+                 UNPATCHIFY_HINT),
          golden_check("unpatchify", UNPATCHIFY_HINT))
 register("PatchEmbedding",
          VisibleCheck("has the contract's parameters", EMBED_HINT,
                       st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 4)),
                       lambda sizes, cls: has_contract_parameters(cls, sizes), max_examples=10),
          VisibleCheck("equals a strided convolution plus [CLS] and positions", EMBED_HINT, s.image_inputs(),
-                      lambda inputs, cls: equals_strided_convolution(cls, inputs), max_examples=20))
+                      lambda inputs, cls: equals_strided_convolution(cls, inputs), max_examples=20,
+                      concepts=("core", "image_size_pair")),
+         rejects("PatchEmbedding", [("patch_size=4 for a 6x6 image", (6, 4, 1, 2), {})], EMBED_HINT))

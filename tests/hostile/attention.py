@@ -95,12 +95,12 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False):
     out = weights @ v
     q.mul_(0)
     return out, weights
-"""}, {"causal_mask": 2.0, "scaled_dot_product_attention": 0.8333, "MultiHeadAttention": 1.0}, "in place",
-        "scaled_dot_product_attention"),  # the causality property holds; nothing else does
+"""}, {"causal_mask": 2.0, "scaled_dot_product_attention": 4.55, "MultiHeadAttention": 5.0}, "in place",
+        "scaled_dot_product_attention"),  # the maths is right: it loses inputs_untouched, gradient, bad_arguments
     Hostile("wrong_dtype", {"causal_mask": """
 def causal_mask(seq_len, *, device=None):
     return torch.ones(seq_len, seq_len, device=device).tril()
-"""}, zero("causal_mask"), "dtype is float32 but should be bool"),
+"""}, {**FULL, "causal_mask": 1.6}, "dtype is float32 but should be bool"),  # right values: only the dtype concept
     # --- reaching what they must not ---
     Hostile("imports_the_references", {"causal_mask": """
 from solutions.attention import causal_mask

@@ -13,6 +13,7 @@ import importlib
 import json
 import platform
 import time
+from collections import Counter
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -131,6 +132,7 @@ class Grader:
         try:
             for item in self.assignment.rubric.items:
                 outcomes = []
+                uses: Counter[str] = Counter()  # forbidden calls the worker counted while this item was graded
                 for check in item.checks:
                     if not fatal and time.monotonic() > deadline:
                         fatal = f"not run: the submission used up its {self.limits.submission_wall_s:.0f} s time budget"
@@ -142,12 +144,14 @@ class Grader:
                     if fatal:
                         outcomes.append(Outcome(check, False, fatal))
                         continue
-                    outcome = run_check(check, Student(session, item.name))
+                    student = Student(session, item.name)
+                    outcome = run_check(check, student)
+                    uses.update(student.forbidden)
                     outcomes.append(outcome)
                     if outcome.worker_lost:
                         session.close()
                         session = None
-                tests.append(_item_result(item, outcomes))
+                tests.append(_with_forbidden(_item_result(item, outcomes), item, uses))
         finally:
             if session is not None:
                 session.close()
@@ -157,7 +161,7 @@ class Grader:
         """A fresh session with the submission's cells run in it; cell errors become notes."""
         session = self.pool.session()
         try:
-            results = session.exec_cells(cells)
+            results = session.exec_cells(cells, watch=self.assignment.rubric.watched_calls)
         except WorkerError:
             session.close()
             raise
@@ -167,6 +171,27 @@ class Grader:
                 if note not in notes:
                     notes.append(note)
         return session
+
+
+def _with_forbidden(test: dict, item: Item, uses: Counter) -> dict:
+    """Record in `test` the item's forbidden calls that were used, and take off what the rubric deducts."""
+    if not item.forbidden:
+        return test
+    found, lines = [], []
+    for rule in item.forbidden:
+        count = uses.get(rule.call, 0)
+        if not count:
+            continue
+        taken = min(rule.deduct, test["score"])
+        test["score"] = round(test["score"] - taken, 4)
+        found.append({"call": rule.call, "count": count, "deducted": taken})
+        cost = f"{taken:g} points taken off" if taken else "flagged for the course staff, no points taken off"
+        lines.append(f"✗ calls {rule.call} ({count} times), which the task forbids: {cost}")
+    test.setdefault("extra_data", {"item": item.name})["forbidden"] = found
+    if lines:
+        test["output"] = "\n".join([test["output"], *lines]).strip("\n")
+        test["status"] = "passed" if test["score"] == test["max_score"] else "failed"
+    return test
 
 
 def _last_line(text: str) -> str:

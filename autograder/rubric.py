@@ -35,12 +35,25 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Forbidden:
+    """A call that defeats the exercise of an item, as the notebook's task text forbids it.
+
+    The worker counts calls of `call` (and of `routes`, other paths to the same computation) while the
+    item is graded; `deduct` points are taken off the item when it was used (0: only flagged)."""
+
+    call: str                     # dotted path, e.g. "torch.nn.functional.scaled_dot_product_attention"
+    deduct: float = 0.0
+    routes: tuple[str, ...] = ()  # e.g. "torch.ops.aten.scaled_dot_product_attention", counted as `call`
+
+
+@dataclass(frozen=True)
 class Item:
     """A graded name from SPEC.md and the checks that decide its points."""
 
     name: str
     points: float
     checks: tuple[Check, ...]
+    forbidden: tuple[Forbidden, ...] = ()
 
     def __post_init__(self) -> None:
         ids = [c.id for c in self.checks]
@@ -57,6 +70,12 @@ class Rubric:
     @property
     def total(self) -> float:
         return sum(item.points for item in self.items)
+
+    @property
+    def watched_calls(self) -> list[list[str]]:
+        """[call, path] for every path of every forbidden call: what the worker wraps before student code runs."""
+        pairs = {(f.call, path) for item in self.items for f in item.forbidden for path in (f.call, *f.routes)}
+        return [list(pair) for pair in sorted(pairs)]
 
     def item(self, name: str) -> Item:
         for item in self.items:

@@ -104,6 +104,8 @@ check("causal_mask", causal_mask)
 #   both apply.
 # - Returns `(output, weights)`: `output: (..., Lq, Ev)`, `weights: (..., Lq, Lk)` (the softmax
 #   probabilities), in the dtype of `q`.
+#
+# **Not allowed in this task:** `torch.nn.functional.scaled_dot_product_attention`, under any name: writing it is the exercise, and the grader notices the call and gives this task no points.
 
 # %% role="solution" name="scaled_dot_product_attention"
 
@@ -161,6 +163,8 @@ print("row sums:", weights.sum(-1))
 #   one attention matrix **per head** (PyTorch averages them unless told otherwise; we do not).
 #
 # Use your `scaled_dot_product_attention`; it already handles the masks.
+#
+# **Not allowed in this task:** `torch.nn.MultiheadAttention` and `torch.nn.functional.multi_head_attention_forward`, under any name: building multi-head attention is the exercise, and the grader notices the call and gives this task no points.
 
 # %% role="solution" name="MultiHeadAttention"
 

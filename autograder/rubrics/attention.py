@@ -9,7 +9,7 @@ from .. import strategies as s
 from ..checks import (BadCall, Call, ModuleCall, holds, matches_reference, module_matches_reference,
                       rejects_bad_arguments)
 from ..selfcheck.attention import causal_prefix_invariance
-from ..rubric import Item, Rubric
+from ..rubric import Forbidden, Item, Rubric
 
 
 @st.composite
@@ -38,7 +38,7 @@ def mha_calls(draw) -> ModuleCall:
 
 RUBRIC = Rubric(
     assignment="attention",
-    version="2",
+    version="3",
     items=(
         Item("causal_mask", 2.0, (
             matches_reference("causal_mask", ref.causal_mask, causal_mask_calls(), max_examples=20,
@@ -58,6 +58,12 @@ RUBRIC = Rubric(
                 BadCall("an integer attn_mask (masks are bool or floating)",
                         s.attention_bad_mask_args(), {}),
             ], hint="check the dtype of attn_mask and raise ValueError for anything but bool or floating"),
+        ), forbidden=(
+            # The task text forbids torch's kernel: it is the exercise. Its lower-level routes count as the same call.
+            Forbidden("torch.nn.functional.scaled_dot_product_attention", deduct=5.0,
+                      routes=("torch._C._nn.scaled_dot_product_attention", "torch.ops.aten.scaled_dot_product_attention",
+                              "torch.ops.aten._scaled_dot_product_attention_math",
+                              "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu")),
         )),
         Item("MultiHeadAttention", 5.0, (
             module_matches_reference("MultiHeadAttention", ref.MultiHeadAttention, mha_calls(),
@@ -68,6 +74,9 @@ RUBRIC = Rubric(
             rejects_bad_arguments("MultiHeadAttention", [
                 BadCall("embed_dim=6 with num_heads=4 (6 is not divisible by 4)", (6, 4)),
             ], hint="embed_dim must split evenly across the heads"),
+        ), forbidden=(
+            Forbidden("torch.nn.MultiheadAttention", deduct=5.0),
+            Forbidden("torch.nn.functional.multi_head_attention_forward", deduct=5.0),
         )),
     ),
 )

@@ -117,8 +117,10 @@ def starter_prints(released: Path | None) -> set[int]:
 
 def load_code(student: str, path: Path, graded_names: list[str], starter: set[int]) -> Code:
     cells = tuple(solution_cells(path, graded_names))
-    tokens = tuple(t for _, source in cells for t in normalise(source))
-    return Code(student, cells, tokens, frozenset(fingerprints(list(tokens)) - starter))
+    per_cell = [normalise(source) for _, source in cells]
+    # Fingerprinted cell by cell, as the starter is: a window across two cells is in nobody's starter code.
+    prints = frozenset().union(*(fingerprints(tokens) for tokens in per_cell)) - starter
+    return Code(student, cells, tuple(t for tokens in per_cell for t in tokens), prints)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import overrides, report, similarity
+from .grade import FORBIDDEN_LINE, Assignment
 from .rubric import Rubric
 
 
@@ -77,13 +78,20 @@ def _checks_from_feedback(item: str, output: str, test: dict) -> list[CheckResul
         elif blocks and line.startswith("  "):
             blocks[-1][2].append(line[2:])
     for passed, title, body in blocks:
-        hint = next((b.removeprefix("hint:").strip() for b in body if b.startswith("hint:")), "")
-        reason = next((b for b in body if b.strip() and not b.startswith("hint:")), "")
-        message = "\n".join(b for b in body if not b.startswith("hint:"))
-        example = message.split("smallest failing input:", 1)[1].strip("\n") if "smallest failing input:" in message else ""
-        # Numbers differ between students with the same mistake (sizes, values); the wording does not.
-        signature = None if passed else re.sub(r"-?\d+(\.\d+)?(e-?\d+)?", "#", f"{title}: {reason}")
-        checks.append(CheckResult(item, _slug(title), title, passed, None, None, signature, example, message, hint))
+        if title.startswith(FORBIDDEN_LINE):
+            continue  # not a check: recorded in extra_data.forbidden
+        if title.startswith("not graded:"):
+            return []  # the notebook could not be read: no check ran (the zero's reason says why)
+        hint = next((b.strip().removeprefix("hint:").strip() for b in body if b.strip().startswith("hint:")), "")
+        message = "\n".join(b for b in body if not b.strip().startswith("hint:"))
+        reason, _, example = message.partition("smallest failing input:")
+        first = reason.split("\n", 1)[0]
+        # The same mistake shrinks to the same smallest input; the reason's numbers (dtype sizes, values) are
+        # dropped so that a float64 example of a mistake is not a different mistake.
+        signature = None if passed else (re.sub(r"-?\d+(\.\d+)?(e-?\d+)?", "#", f"{title}: {first}")
+                                         + (f" on {' '.join(example.split())}" if example else ""))
+        checks.append(CheckResult(item, _slug(title), title, passed, None, None, signature, example.strip("\n"),
+                                  message, hint))
     if not checks:  # no per-check text at all: the item is one check
         passed = test.get("score") == test.get("max_score")
         checks.append(CheckResult(item, "item", item, passed, _number(test.get("score")), _number(test.get("max_score")),
@@ -140,7 +148,9 @@ def zero_reason(result: dict) -> str:
     unreadable = [n for n in notes if n.startswith("could not grade")]
     if unreadable:
         return f"unreadable: {unreadable[0].removeprefix('could not grade: ')}"
-    outputs = [t.get("output", "") for t in result["tests"]]
+    # Per item, its feedback text and its checks' messages: either may carry the words.
+    outputs = [" ".join([str(t.get("output", "")), *(f"{c.message} {c.signature}" for c in checks_of(t))])
+               for t in result["tests"]]
     if any("timed out" in o for o in outputs):
         return "timed out"
     if any("worker process running your code" in o or "worker stopped" in o or "could not be started" in o
@@ -270,8 +280,7 @@ def summary_numbers(totals: list[float]) -> dict[str, float]:
 def write_class_report(assignment_name: str, grades_dir: Path, *, submissions: Path | None = None,
                        similarity_threshold: float = similarity.DEFAULT_THRESHOLD) -> Path:
     """Write `grades_dir/report.html` and `grades_dir/concepts.csv`; return the report's path."""
-    from .grade import Assignment
-    from .report_html import render
+    from .report_html import render  # it imports this module
 
     grades_dir = Path(grades_dir)
     data = collect(Assignment.load(assignment_name).rubric, grades_dir, submissions=submissions,

@@ -26,6 +26,7 @@ from .student import Student
 from .submission import recover
 
 PACKAGES = ("torch", "numpy", "hypothesis", "nbgrader")
+FORBIDDEN_LINE = "forbidden call:"  # starts the feedback line of a forbidden call (the class report skips it)
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,8 @@ def _with_forbidden(test: dict, item: Item, uses: Counter) -> dict:
         test["score"] = round(test["score"] - taken, 4)
         found.append({"call": rule.call, "count": count, "deducted": taken})
         cost = f"{taken:g} points taken off" if taken else "flagged for the course staff, no points taken off"
-        lines.append(f"✗ calls {rule.call} ({count} times), which the task forbids: {cost}")
+        lines.append(f"✗ {FORBIDDEN_LINE} {rule.call}, called {count} times while graded; the task does not "
+                     f"allow it: {cost}")
     test.setdefault("extra_data", {"item": item.name})["forbidden"] = found
     if lines:
         test["output"] = "\n".join([test["output"], *lines]).strip("\n")

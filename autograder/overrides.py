@@ -72,7 +72,9 @@ def _restore_engine_scores(result: dict) -> dict:
         if override is not None:
             test["score"] = override["original_score"]
             test["status"] = override.get("original_status", test.get("status"))
-    result.get("extra_data", {}).pop("override", None)
+    override = result.get("extra_data", {}).pop("override", None)
+    if override is not None:
+        result["score"] = override["original_score"]
     return result
 
 

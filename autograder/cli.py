@@ -107,8 +107,8 @@ def _report(args: argparse.Namespace) -> int:
     from .overrides import OverrideError
 
     grades = Path(args.grades_dir)
-    if not grades.is_dir():
-        print(f"{grades}: no such folder of results; grade first with "
+    if not grades.is_dir() or not list(grades.glob("*.json")):
+        print(f"{grades}: no results there; grade first with "
               f"`python -m autograder grade {args.assignment} PATH --out {grades}`", file=sys.stderr)
         return 2
     try:

@@ -13,6 +13,7 @@ import statistics
 from .class_report import ClassData, summary_numbers
 from .similarity import Pair, normalise
 
+SIDE_BY_SIDE = 100  # pairs drawn side by side; a class of near-identical notebooks would otherwise make a huge page
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:75em;color:#222}
 h1,h2{border-bottom:1px solid #ccc}
@@ -176,7 +177,10 @@ def _similarity(data: ClassData) -> str:
         return intro + "<p>No pair reaches the threshold.</p>"
     summary = _table(["pair", "similarity"], [[esc(f"{p.a.student} – {p.b.student}"),
                                                "identical" if p.identical else f"{p.score:.2f}"] for p in data.pairs])
-    return intro + summary + "".join(_pair(p) for p in data.pairs)
+    more = len(data.pairs) - SIDE_BY_SIDE
+    cut = (f"<p>The first {SIDE_BY_SIDE} pairs are shown side by side; {more} more are only listed above "
+           "(raise --similarity-threshold to narrow the list).</p>" if more > 0 else "")
+    return intro + summary + cut + "".join(_pair(p) for p in data.pairs[:SIDE_BY_SIDE])
 
 
 def _overrides(data: ClassData) -> str:

@@ -17,8 +17,8 @@ import io
 import re
 import statistics
 import sys
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import overrides, report, similarity
@@ -120,6 +120,8 @@ class Cluster:
 
 @dataclass
 class ClassData:
+    """Everything the report shows, gathered once from the results (and notebooks) of one assignment."""
+
     assignment: str
     item_names: list[str]
     max_scores: dict[str, float]
@@ -135,7 +137,6 @@ class ClassData:
     similarity_threshold: float
     applied_overrides: list[tuple[str, str, float, float, str]]  # (student, item, engine score, points, comment)
     changes: list[overrides.Change]
-    notes: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> float:
@@ -158,6 +159,9 @@ def zero_reason(result: dict) -> str:
         return "crashed"
     if outputs and all("NotImplementedError" in o for o in outputs):
         return "blank: every task still raises NotImplementedError"
+    if any(use.get("deducted") for t in result["tests"] for use in (t.get("extra_data") or {}).get("forbidden") or []
+           if isinstance(use, dict)):
+        return "points taken off for forbidden calls"
     return "answered, but every check failed"
 
 

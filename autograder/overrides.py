@@ -122,7 +122,9 @@ def apply_overrides(results: list[dict], grades_dir: Path) -> list[dict]:
 def write_overridden(grades_dir: Path, assignment: str, item_names: list[str]) -> list[dict]:
     """Apply overrides.csv to the results of `assignment` in `grades_dir`, rewrite the result files that
     changed and grades.csv; return the results as they now stand."""
-    stored = [r for r in report.read_results(grades_dir) if r["extra_data"].get("assignment", assignment) == assignment]
+    stored = [r for r in report.read_results(grades_dir) if isinstance(r["extra_data"], dict)
+              and isinstance(r["extra_data"].get("submission"), str)
+              and r["extra_data"].get("assignment", assignment) == assignment]
     applied = apply_overrides(stored, grades_dir)
     for before, after in zip(stored, applied):
         if before != after:

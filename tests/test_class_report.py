@@ -347,3 +347,44 @@ def test_the_report_command_writes_both_files(grades, notebooks, capsys):
     assert "report.html" in capsys.readouterr().out
     assert (grades / "report.html").exists() and (grades / "concepts.csv").exists()
     assert main(["report", "attention", str(grades / "nowhere")]) == 2
+
+
+# --- reading any result ----------------------------------------------------------------------------
+
+def engine_result(outputs: list[str], notes=()) -> dict:
+    return {"score": 0.0, "tests": [{"name": f"item{i}", "score": 0.0, "max_score": 1.0, "output": text}
+                                    for i, text in enumerate(outputs)],
+            "extra_data": {"submission": "s", "notes": list(notes)}}
+
+
+@pytest.mark.parametrize("outputs, notes, reason", [
+    (["✗ not graded: the file is empty"], ["could not grade: the file is empty"], "unreadable: the file is empty"),
+    (["✗ core\n  timed out after 10 s of CPU time"], [], "timed out"),
+    (["✗ core\n  the worker process running your code was killed by SIGKILL (out of memory?)"], [], "crashed"),
+    (["✗ core\n  not run: the worker stopped while running your cells: boom"], [], "crashed"),
+    (["✗ a\n  f: raised NotImplementedError", "✗ b\n  g: raised NotImplementedError"], [], "blank"),
+    (["✗ a\n  f: values differ", "✗ b\n  g: raised NotImplementedError"], [], "answered, but every check failed"),
+])
+def test_every_zero_gets_a_reason_a_ta_can_act_on(outputs, notes, reason):
+    from autograder.class_report import zero_reason
+
+    assert zero_reason(engine_result(outputs, notes)).startswith(reason)
+
+
+def test_feedback_without_check_lines_counts_as_one_check_per_item():
+    from autograder.class_report import checks_of
+
+    [check] = checks_of({"name": "f", "score": 0.5, "max_score": 1.0, "output": "something went wrong"})
+    assert (check.concept, check.passed, check.signature) == ("f/item", False, "failed")
+    assert checks_of({"name": "f", "score": 1.0, "max_score": 1.0, "output": ""})[0].passed
+
+
+def test_applying_overrides_twice_changes_nothing(grades):
+    from autograder.overrides import apply_overrides
+
+    write_overrides(grades, ["ana,causal_mask,1.5,late"])
+    results = report.read_results(grades)
+    once = apply_overrides(results, grades)
+    assert apply_overrides(once, grades) == once
+    assert next(r for r in once if r["extra_data"]["submission"] == "ana")["score"] == RUBRIC.total - 0.5
+    assert results == report.read_results(grades), "the results passed in are not modified"

@@ -39,7 +39,7 @@ def _num(value: float) -> str:
 
 def histogram(values: list[float], top: float, title: str, bins: int = 10) -> str:
     """An SVG histogram of `values` on [0, top] (the last bin includes `top`)."""
-    width, height, pad = 320, 160, 24
+    width, height, pad, top_margin = 320, 160, 24, 34  # top_margin keeps the tallest count clear of the title
     counts = [0] * bins
     for value in values:
         index = min(bins - 1, int(bins * value / top)) if top > 0 else 0
@@ -48,7 +48,7 @@ def histogram(values: list[float], top: float, title: str, bins: int = 10) -> st
     bar = (width - 2 * pad) / bins
     rects = []
     for index, count in enumerate(counts):
-        h = (height - 2 * pad) * count / tallest
+        h = (height - pad - top_margin) * count / tallest
         x, y = pad + index * bar, height - pad - h
         low, high = top * index / bins, top * (index + 1) / bins
         rects.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar - 2:.1f}" height="{h:.1f}" fill="#4a7ab5">'
@@ -70,7 +70,8 @@ def bar_chart(bars: list[tuple[str, float]], title: str) -> str:
     parts = [f'<text x="0" y="14" font-size="12">{esc(title)}</text>']
     for index, (label, fraction) in enumerate(bars):
         y = 22 + index * row
-        parts.append(f'<text x="{label_width - 6}" y="{y + 12}" font-size="11" text-anchor="end">{esc(label)}</text>'
+        short = label if len(label) <= 52 else label[:51] + "…"  # the full label is in the bar's tooltip
+        parts.append(f'<text x="{label_width - 6}" y="{y + 12}" font-size="11" text-anchor="end">{esc(short)}</text>'
                      f'<rect x="{label_width}" y="{y}" width="{bar_width * fraction:.1f}" height="{row - 4}" '
                      f'fill="#c0504d"><title>{esc(label)}: {fraction:.0%}</title></rect>'
                      f'<text x="{label_width + bar_width * fraction + 4:.1f}" y="{y + 12}" font-size="11">'

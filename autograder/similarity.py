@@ -34,10 +34,12 @@ def normalise(source: str) -> list[str]:
     """Tokens of `source` with layout, comments and names abstracted away (see the module docstring)."""
     tokens: list[str] = []
     previous = ""
+    stream: list[tokenize.TokenInfo] = []
     try:
-        stream = list(tokenize.generate_tokens(io.StringIO(_without_magics(source)).readline))
+        for token in tokenize.generate_tokens(io.StringIO(_without_magics(source)).readline):
+            stream.append(token)
     except (tokenize.TokenError, IndentationError, SyntaxError):
-        stream = []
+        pass  # code that does not tokenize to the end (an unclosed bracket) is compared as far as it goes
     for index, token in enumerate(stream):
         kind, text = token.type, token.string
         if kind in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,

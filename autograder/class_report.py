@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import overrides, report, similarity
+from .batch import discover
 from .grade import FORBIDDEN_LINE, Assignment
 from .rubric import Rubric
 
@@ -166,17 +167,18 @@ def zero_reason(result: dict) -> str:
 
 
 def _clusters(checks: dict[str, list[CheckResult]]) -> list[Cluster]:
-    groups: dict[tuple[str, str], list[CheckResult]] = defaultdict(list)
+    """Failed checks grouped by (concept, signature); the first student's check stands for the group."""
+    first: dict[tuple[str, str], CheckResult] = {}
     students: dict[tuple[str, str], list[str]] = defaultdict(list)
     for student in sorted(checks):
         for check in checks[student]:
             if not check.passed:
                 key = (check.concept, check.signature or check.message.split("\n", 1)[0] or "failed")
-                groups[key].append(check)
+                first.setdefault(key, check)
                 students[key].append(student)
-    clusters = [Cluster(concept, group[0].title, signature, students[concept, signature], group[0].example,
-                        group[0].message, group[0].hint)
-                for (concept, signature), group in groups.items()]
+    clusters = [Cluster(concept, check.title, signature, students[concept, signature], check.example,
+                        check.message, check.hint)
+                for (concept, signature), check in first.items()]
     return sorted(clusters, key=lambda c: (-len(c.students), c.concept, c.signature))
 
 
@@ -193,17 +195,15 @@ def _forbidden_uses(results: list[dict]) -> list[tuple[str, str, str, int]]:
 
 def _notebooks(results: list[dict], assignment: str, submissions: Path | None) -> dict[str, Path]:
     """Where each submitted notebook is: the result's source_path, else its id found under `submissions`."""
-    found: dict[str, Path] = {}
-    if submissions is not None:
-        from .batch import discover
-
-        found = {s.id: s.path for s in discover([submissions], assignment)}
+    under = {s.id: s.path for s in discover([submissions], assignment)} if submissions is not None else {}
+    notebooks = {}
     for result in results:
+        student = result["extra_data"]["submission"]
         source = result["extra_data"].get("source_path")
-        if isinstance(source, str) and Path(source).is_file():
-            found.setdefault(result["extra_data"]["submission"], Path(source))
-    return {r["extra_data"]["submission"]: found[r["extra_data"]["submission"]] for r in results
-            if r["extra_data"]["submission"] in found and found[r["extra_data"]["submission"]].is_file()}
+        path = Path(source) if isinstance(source, str) and Path(source).is_file() else under.get(student)
+        if path is not None and path.is_file():
+            notebooks[student] = path
+    return notebooks
 
 
 def _released(assignment: str) -> Path | None:

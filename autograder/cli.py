@@ -111,6 +111,9 @@ def _report(args: argparse.Namespace) -> int:
         print(f"{grades}: no results there; grade first with "
               f"`python -m autograder grade {args.assignment} PATH --out {grades}`", file=sys.stderr)
         return 2
+    if not 0 <= args.similarity_threshold <= 1:
+        print(f"--similarity-threshold must be between 0 and 1, got {args.similarity_threshold:g}", file=sys.stderr)
+        return 2
     try:
         path = write_class_report(args.assignment, grades, submissions=Path(args.submissions) if args.submissions
                                   else None, similarity_threshold=args.similarity_threshold)

@@ -215,7 +215,7 @@ def _facts(data: ClassData) -> str:
         rows.append(["seconds per submission", f"mean {statistics.fmean(seconds):.1f}, "
                                                f"median {statistics.median(seconds):.1f}, max {max(seconds):.1f}"])
         rows.append(["slowest", esc(", ".join(f"{s} ({t:.1f} s)" for t, s in slowest))])
-    return "<h2>Grading facts</h2>" + _table(["", ""], rows)
+    return "<h2>Grading facts</h2>" + _table(["fact", "value"], rows)
 
 
 def render(data: ClassData) -> str:

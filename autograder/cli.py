@@ -127,6 +127,28 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .class_report import write_class_report
+    from .overrides import OverrideError
+
+    grades = Path(args.grades_dir)
+    if not grades.is_dir() or not list(grades.glob("*.json")):
+        print(f"{grades}: no results there; grade first with "
+              f"`python -m autograder grade {args.assignment} PATH --out {grades}`", file=sys.stderr)
+        return 2
+    if not 0 <= args.similarity_threshold <= 1:
+        print(f"--similarity-threshold must be between 0 and 1, got {args.similarity_threshold:g}", file=sys.stderr)
+        return 2
+    try:
+        path = write_class_report(args.assignment, grades, submissions=Path(args.submissions) if args.submissions
+                                  else None, similarity_threshold=args.similarity_threshold)
+    except OverrideError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"class report: {path} (per-check table: {path.parent / 'concepts.csv'})")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run, summary
 
@@ -182,6 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("names", nargs="*", help="assignments (default: every graded one)")
     demo.add_argument("--jobs", type=int, default=2)
     demo.set_defaults(run=_demo)
+
+    from .similarity import DEFAULT_THRESHOLD
+
+    class_report = commands.add_parser("report", help="class report (report.html, concepts.csv) from graded results")
+    class_report.add_argument("assignment")
+    class_report.add_argument("grades_dir", metavar="GRADES_DIR", help="the --out folder of `grade`")
+    class_report.add_argument("--submissions", metavar="PATH", default=None,
+                              help="the graded notebooks (for similarity) when the results do not say where they are")
+    class_report.add_argument("--similarity-threshold", type=float, default=DEFAULT_THRESHOLD, metavar="X",
+                              help=f"list pairs of submissions at least this similar, 0..1 (default {DEFAULT_THRESHOLD})")
+    class_report.set_defaults(run=_report)
 
     bench = commands.add_parser("bench", help="this engine against nbgrader on one batch; isolation overhead")
     bench.add_argument("--out", default="build/bench")

@@ -19,6 +19,7 @@ import importlib
 import json
 import platform
 import time
+from collections import Counter
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -37,6 +38,7 @@ PACKAGES = ("torch", "numpy", "hypothesis", "nbgrader")
 GRADE_DECIDING_PACKAGES = ("torch", "hypothesis")   # numerics and the examples drawn
 # Modules whose code decides a grade, followed through their imports from this project (see grading_files).
 GRADE_DECIDING_MODULES = ("autograder.runner", "autograder.submission")
+FORBIDDEN_LINE = "forbidden call:"  # starts the feedback line of a forbidden call (the class report skips it)
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,7 @@ class Grader:
                 if item.trusted and session is not None:
                     session.close()  # trusted stand-ins get a fresh session, after their own items were graded
                     session = None
+                uses: Counter[str] = Counter()  # forbidden calls the worker counted while this item was graded
                 for check in item.checks:
                     if not fatal and time.monotonic() > deadline:
                         fatal = f"not run: the submission used up its {self.limits.submission_wall_s:.0f} s time budget"
@@ -259,12 +262,15 @@ class Grader:
                     if fatal:
                         outcomes.append(Outcome(check, False, fatal))
                         continue
-                    outcome = _contained(check, Student(session, item.name))
+                    student = Student(session, item.name)
+                    outcome = _contained(check, student)
+                    uses.update(student.forbidden)
                     outcomes.append(outcome)
                     if outcome.worker_lost:
                         session.close()
                         session = None
-                tests.append(_item_result(item, outcomes, described(list(item.trusted)) if item.trusted else None))
+                tests.append(_with_forbidden(_item_result(item, outcomes, described(list(item.trusted))
+                                                          if item.trusted else None), item, uses))
                 if item.trusted and session is not None:
                     session.close()
                     session = None
@@ -278,7 +284,7 @@ class Grader:
         check when the clock reaches the submission's `deadline`; cell errors become notes."""
         session = self.pool.session(deadline=deadline)
         try:
-            results = session.exec_cells(cells)
+            results = session.exec_cells(cells, watch=self.assignment.rubric.watched_calls)
         except WorkerError:
             session.close()
             raise
@@ -334,6 +340,28 @@ def not_graded(assignment: Assignment, submission_id: str, path: Path, reason: s
               "visibility": "visible", "output": f"✗ not graded: {reason}"} for item in assignment.rubric.items]
     return result_record(assignment, submission_id, path, tests, [*notes, f"could not grade: {reason}"], level, 0.0,
                          sha256=sha256)
+
+
+def _with_forbidden(test: dict, item: Item, uses: Counter) -> dict:
+    """Record in `test` the item's forbidden calls that were used, and take off what the rubric deducts."""
+    if not item.forbidden:
+        return test
+    found, lines = [], []
+    for rule in item.forbidden:
+        count = uses.get(rule.call, 0)
+        if not count:
+            continue
+        taken = min(rule.deduct, test["score"])
+        test["score"] = round(test["score"] - taken, 4)
+        found.append({"call": rule.call, "count": count, "deducted": taken})
+        cost = f"{taken:g} points taken off" if taken else "flagged for the course staff, no points taken off"
+        lines.append(f"✗ {FORBIDDEN_LINE} {rule.call}, called {count} times while graded; the task does not "
+                     f"allow it: {cost}")
+    test.setdefault("extra_data", {"item": item.name})["forbidden"] = found
+    if lines:
+        test["output"] = "\n".join([test["output"], *lines]).strip("\n")
+        test["status"] = "passed" if test["score"] == test["max_score"] else "failed"
+    return test
 
 
 def _last_line(text: str) -> str:

@@ -45,6 +45,18 @@ CORE_SHARE = 0.6  # the core check carries at least this share of an item's weig
 
 
 @dataclass(frozen=True)
+class Forbidden:
+    """A call that defeats the exercise of an item, as the notebook's task text forbids it.
+
+    The worker counts calls of `call` (and of `routes`, other paths to the same computation) while the
+    item is graded; `deduct` points are taken off the item when it was used (0: only flagged)."""
+
+    call: str                     # dotted path, e.g. "torch.nn.functional.scaled_dot_product_attention"
+    deduct: float = 0.0
+    routes: tuple[str, ...] = ()  # e.g. "torch.ops.aten.scaled_dot_product_attention", counted as `call`
+
+
+@dataclass(frozen=True)
 class Item:
     """A graded name from SPEC.md and the checks that decide its points."""
 
@@ -55,6 +67,7 @@ class Item:
     # session, after their own checks) they are stand-ins computed by the grader, so a mistake in one of them is
     # charged once, on its own item (see autograder.trusted).
     trusted: dict[str, Callable] = field(default_factory=dict)
+    forbidden: tuple[Forbidden, ...] = ()
 
     def __post_init__(self) -> None:
         ids = [c.id for c in self.checks]
@@ -85,6 +98,12 @@ class Rubric:
     @property
     def total(self) -> float:
         return sum(item.points for item in self.items)
+
+    @property
+    def watched_calls(self) -> list[list[str]]:
+        """[call, path] for every path of every forbidden call: what the worker wraps before student code runs."""
+        pairs = {(f.call, path) for item in self.items for f in item.forbidden for path in (f.call, *f.routes)}
+        return [list(pair) for pair in sorted(pairs)]
 
     def item(self, name: str) -> Item:
         for item in self.items:

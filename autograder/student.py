@@ -7,6 +7,7 @@ object the student made.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import torch
@@ -28,10 +29,12 @@ class Student:
         self.session = session
         self.item = item
         self.seed = 0
+        self.forbidden: Counter[str] = Counter()  # watched calls the worker counted during our calls
 
     def call(self, target: str, args: tuple = (), kwargs: dict | None = None) -> tuple[Any, list]:
         """Call `target(*args, **kwargs)` in the worker; return (value, args after the call)."""
         result = self.session.call(target, list(args), dict(kwargs or {}), seed=self.seed)
+        self.forbidden.update(result.forbidden)
         if not result.ok:
             raise StudentRaised(result.error_type, result.message)
         return result.value, result.args_after
@@ -60,6 +63,7 @@ class Student:
         result = self.session.call_module(target, list(init_args), dict(init_kwargs or {}), state_dict, dtype=dtype, train=train,
                                           method="forward", args=list(args), kwargs=dict(kwargs or {}),
                                           grad_inputs=list(grad_inputs), grad_outputs=grad_outputs, seed=self.seed)
+        self.forbidden.update(result.forbidden)
         if not result.ok:
             raise StudentRaised(result.error_type, result.message)
         return result

@@ -107,6 +107,8 @@ check("causal_mask", causal_mask)
 # - Leave the inputs as they are: never write into `q`, `k`, `v` or `attn_mask`.
 # - Gradients must flow back to `q`, `k` and `v` through every query that has an allowed key (for a query
 #   with none, only the zero forward values are graded).
+#
+# **Not allowed in this task:** `torch.nn.functional.scaled_dot_product_attention`, under any name: writing it is the exercise, and the grader notices the call and gives this task no points.
 
 # %% role="solution" name="scaled_dot_product_attention"
 
@@ -167,6 +169,8 @@ print("row sums:", weights.sum(-1))
 #   `scaled_dot_product_attention` (its output is then `out_proj` of zeros); only its forward values are graded.
 #
 # Use your `scaled_dot_product_attention`; it already handles the masks.
+#
+# **Not allowed in this task:** `torch.nn.MultiheadAttention` and `torch.nn.functional.multi_head_attention_forward`, under any name: building multi-head attention is the exercise, and the grader notices the call and gives this task no points.
 
 # %% role="solution" name="MultiHeadAttention"
 

@@ -9,7 +9,7 @@ from solutions import attention as ref
 
 from .. import strategies as s
 from ..checks import BadCall, Call, ModuleCall, matches_reference, module_matches_reference, rejects_bad_arguments
-from ..rubric import Item, Rubric
+from ..rubric import Forbidden, Item, Rubric
 from ..selfcheck.attention import MASK_HINT, MHA_HINT, SDPA_HINT
 
 CONVENTION, SMALL = 15, 8  # examples of a convention check, and of a dtype or in-place check
@@ -93,6 +93,12 @@ RUBRIC = Rubric(
                 BadCall("an integer attn_mask (masks are bool or floating)", s.attention_bad_mask_args(), {}),
             ], weight=0.1, sentence="Any other dtype raises `ValueError`.",
                 hint="check the dtype of attn_mask and raise ValueError for anything but bool or floating"),
+        ), forbidden=(
+            # The task text forbids torch's kernel: it is the exercise. Its lower-level routes count as the same call.
+            Forbidden("torch.nn.functional.scaled_dot_product_attention", deduct=5.0,
+                      routes=("torch._C._nn.scaled_dot_product_attention", "torch.ops.aten.scaled_dot_product_attention",
+                              "torch.ops.aten._scaled_dot_product_attention_math",
+                              "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu")),
         )),
         Item("MultiHeadAttention", 5.0, (
             mha(mha_calls(masks=("none", "bool"), padding=False, causal=False, rows="live"), check_id="core",
@@ -116,6 +122,9 @@ RUBRIC = Rubric(
                 BadCall("embed_dim=6 with num_heads=4 (6 is not divisible by 4)", (6, 4)),
             ], weight=0.3, sentence="If `embed_dim` is not divisible by `num_heads`, raise `ValueError`.",
                 hint="embed_dim must split evenly across the heads"),
-        ), trusted={"scaled_dot_product_attention": ref.scaled_dot_product_attention}),
+        ), trusted={"scaled_dot_product_attention": ref.scaled_dot_product_attention}, forbidden=(
+            Forbidden("torch.nn.MultiheadAttention", deduct=5.0),
+            Forbidden("torch.nn.functional.multi_head_attention_forward", deduct=5.0),
+        )),
     ),
 )

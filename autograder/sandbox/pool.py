@@ -89,6 +89,7 @@ class CallResult:
     message: str = ""
     models: list = field(default_factory=list)   # per model argument: {parameter name: [requires_grad, numel]}
     input_grads: list = field(default_factory=list)  # gradients of the grad_inputs, when asked for
+    forbidden: dict = field(default_factory=dict)  # watched call -> times the call made it (see worker.watch)
 
 
 @dataclass
@@ -99,6 +100,15 @@ class ModuleResult:
     param_grads: dict = field(default_factory=dict)
     error_type: str = ""
     message: str = ""
+    forbidden: dict = field(default_factory=dict)  # watched call -> times the call made it (see worker.watch)
+
+
+def _forbidden(reply: dict) -> dict[str, int]:
+    """The watched-call counts of a reply; untrusted, so only short names with positive int counts are kept."""
+    calls = reply.get("forbidden")
+    if not isinstance(calls, dict):
+        return {}
+    return {str(k)[:200]: v for k, v in list(calls.items())[:50] if type(v) is int and v > 0}
 
 
 def _stat(pid: int) -> list[str]:
@@ -488,8 +498,10 @@ class Session:
             self._kill()
             raise ProtocolError(f"the worker sent a malformed value ({error})") from None
 
-    def exec_cells(self, cells: list[dict]) -> list[CellResult]:
-        reply, _ = self._request({"op": "exec", "cells": [{"id": c["id"], "source": c["source"]} for c in cells]}, [])
+    def exec_cells(self, cells: list[dict], watch: list[list[str]] = ()) -> list[CellResult]:
+        """Run `cells` in order; first wrap every [label, path] of `watch` so later calls report their use."""
+        reply, _ = self._request({"op": "exec", "cells": [{"id": c["id"], "source": c["source"]} for c in cells],
+                                  "watch": [list(pair) for pair in watch]}, [])
         try:
             return [CellResult(str(c["id"]), bool(c["ok"]), str(c.get("error", ""))[:4000],
                                str(c.get("stdout", ""))[:10000], str(c.get("stderr", ""))[:10000])
@@ -518,14 +530,15 @@ class Session:
             header["grad_outputs"] = [None if g is None else wire.encode(g, payloads) for g in grad_outputs or []]
         reply, data = self._request(header, payloads)
         if reply.get("ok") is not True:
-            return CallResult(False, None, [], *self._error(reply))
+            return CallResult(False, None, [], *self._error(reply), forbidden=_forbidden(reply))
         after = reply.get("args_after")
         models = reply.get("models")
         grads = reply.get("input_grads")
         return CallResult(True, self._decode(reply.get("value"), data),
                           [self._decode(a, data) for a in after] if isinstance(after, list) else [],
                           models=models if isinstance(models, list) else [],
-                          input_grads=[self._decode(g, data) for g in grads] if isinstance(grads, list) else [])
+                          input_grads=[self._decode(g, data) for g in grads] if isinstance(grads, list) else [],
+                          forbidden=_forbidden(reply))
 
     def call_module(self, target: str, init_args: list, init_kwargs: dict, state_dict: dict | None, *,
                     dtype: torch.dtype = torch.float32, train: bool = False, method: str = "forward",
@@ -541,11 +554,13 @@ class Session:
                   "grad_inputs": grad_inputs, "grad_outputs": [None if g is None else encode(g) for g in grad_outputs or []]}
         reply, data = self._request(header, payloads)
         if reply.get("ok") is not True:
-            return ModuleResult(False, error_type=self._error(reply)[0], message=self._error(reply)[1])
+            return ModuleResult(False, error_type=self._error(reply)[0], message=self._error(reply)[1],
+                                forbidden=_forbidden(reply))
         try:
             return ModuleResult(True, [self._decode(o, data) for o in reply["outputs"]],
                                 [self._decode(g, data) for g in reply["input_grads"]],
-                                {str(k): self._decode(v, data) for k, v in reply["param_grads"].items()})
+                                {str(k): self._decode(v, data) for k, v in reply["param_grads"].items()},
+                                forbidden=_forbidden(reply))
         except (KeyError, TypeError, AttributeError) as error:
             self._kill()
             raise ProtocolError(f"the worker sent a malformed reply ({error})") from None

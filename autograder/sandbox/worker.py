@@ -96,6 +96,66 @@ def _without_magics(source: str) -> str:
     return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
 
 
+# --- forbidden shortcuts ------------------------------------------------------------------------
+# The rubric may forbid calls that defeat an exercise (torch's own attention inside the student's).
+# Before the submission's cells run, every path the grader names is replaced, in every torch module
+# that holds the same object, by a wrapper that counts its calls; each reply carries the counts made
+# while serving it. Counts are data: the grader decides what they cost. Code running in this process
+# can still get around the wrappers (the README says how); they catch aliases, getattr tricks and
+# calls made inside torch's own functions.
+
+CALLS: dict[str, int] = {}  # label -> calls since the current request began
+WATCHED: set[str] = set()   # paths already wrapped in this process
+
+
+def _lookup(path: str) -> object:
+    """The object at a dotted path under torch (torch.nn.functional.x, torch._C._nn.x, torch.ops.aten.x)."""
+    parts = path.split(".")
+    if parts[0] != "torch":
+        raise AttributeError(f"only torch paths are watched, not {path!r}")
+    found: object = torch
+    for part in parts[1:]:
+        found = getattr(found, part)
+    return found
+
+
+def _counting(label: str, original):
+    def counted(*args, **kwargs):
+        CALLS[label] = CALLS.get(label, 0) + 1
+        return original(*args, **kwargs)
+    counted.__name__ = getattr(original, "__name__", label)
+    counted.__doc__ = getattr(original, "__doc__", None)
+    counted.counts_as = label  # a second path to the same object finds it already counted
+    return counted
+
+
+def watch(pairs: list) -> None:
+    """Count calls of each [label, path]: a function is replaced wherever torch keeps it, a class
+    (torch.nn.MultiheadAttention) has its forward counted, so subclasses and aliases count too."""
+    for label, path in pairs:
+        if str(path) in WATCHED:
+            continue
+        WATCHED.add(str(path))
+        parent_path, _, attribute = str(path).rpartition(".")
+        try:
+            parent = _lookup(parent_path)
+            original = getattr(parent, attribute)
+        except (AttributeError, RuntimeError):
+            continue  # this torch has no such route
+        if hasattr(original, "counts_as"):
+            continue
+        if isinstance(original, type):
+            original.forward = _counting(str(label), original.forward)
+            continue
+        wrapper = _counting(str(label), original)
+        setattr(parent, attribute, wrapper)
+        for name, module in list(sys.modules.items()):
+            if name.split(".")[0] == "torch" and module is not None:
+                for key, value in list(vars(module).items()):
+                    if value is original:
+                        setattr(module, key, wrapper)
+
+
 class Child:
     """Serves one submission's requests: exec cells, call functions, run modules."""
 
@@ -111,13 +171,14 @@ class Child:
                 return
             out, err = CappedText(), CappedText()
             sys.stdout, sys.stderr = out, err
+            CALLS.clear()
             try:
                 reply, reply_payloads = self.handle(header, payloads)
             except BaseException as error:  # noqa: BLE001 - SystemExit, KeyboardInterrupt: reported, not obeyed
                 reply, reply_payloads = _error_reply(error), []
             finally:
                 sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-            reply.update(stdout=out.value(), stderr=err.value())
+            reply.update(stdout=out.value(), stderr=err.value(), forbidden=dict(CALLS))
             try:
                 wire.send(self.sock, reply, reply_payloads)
             except (OSError, ValueError):
@@ -126,6 +187,7 @@ class Child:
     def handle(self, header: dict, payloads: list[bytes]) -> tuple[dict, list[bytes]]:
         op = header.get("op")
         if op == "exec":
+            watch(header.get("watch") or [])
             return self.exec_cells(header["cells"]), []
         if op == "call":
             return self.call(header, payloads)

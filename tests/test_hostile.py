@@ -22,7 +22,6 @@ from .hostile.attention import BROKEN, FULL, HOSTILE, MARKER
 pytestmark = [pytest.mark.hostile, pytest.mark.slow, pytest.mark.xdist_group("release")]
 HONEST = ("honest_first", "honest_last")  # sorted around the hostile ones, so they share the batch with them
 LIMITS = Limits(call_cpu_s=3.0, memory_bytes=3 * 2**30)
-BUDGET_S = 600
 
 
 def project_fingerprint() -> str:
@@ -58,21 +57,19 @@ def corpus(attention_samples, tmp_path_factory):
     for case in BROKEN:
         write(folder, case.name, case.rewrite(json.loads(reference)))
     before = project_fingerprint()
-    start = time.monotonic()
     results = grade_batch(Assignment.load("attention"), discover([folder], "attention"),
                           tmp_path_factory.mktemp("hostile-grades"), jobs=2, limits=LIMITS, progress=None)
-    seconds = time.monotonic() - start
-    return {r["extra_data"]["submission"]: r for r in results}, before, seconds
+    return {r["extra_data"]["submission"]: r for r in results}, before
 
 
 def item(result: dict, name: str) -> dict:
     return next(t for t in result["tests"] if t["name"] == name)
 
 
-def test_every_submission_has_a_result_within_the_budget(corpus):
-    results, _, seconds = corpus
+def test_every_submission_has_a_result_for_every_item(corpus):
+    results, _ = corpus
     assert set(results) == {*HONEST, *(c.name for c in HOSTILE), *(c.name for c in BROKEN)}
-    assert seconds < BUDGET_S
+    assert all([t["name"] for t in r["tests"]] == list(FULL) for r in results.values())
     assert all(t["max_score"] == FULL[t["name"]] for r in results.values() for t in r["tests"])
 
 

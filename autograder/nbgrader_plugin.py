@@ -177,9 +177,9 @@ class GradeWithEngine(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         assignment, student, _ = _key(resources)
+        submitted = _submitted.pop(_key(resources), None)
         if not _has_rubric(assignment):
             return nb, resources
-        submitted = _submitted.pop(_key(resources), None)
         with tempfile.TemporaryDirectory() as tmp:
             if submitted is None:  # run without RepairFromRelease: grade the notebook as nbgrader has it
                 submitted = Path(tmp) / "submission.ipynb"

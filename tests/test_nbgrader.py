@@ -230,6 +230,12 @@ def test_the_leak_check_would_catch_every_reference_function():
         assert len(distinctive) >= 2, name
 
 
+def test_the_repair_skeleton_is_what_nbgrader_releases(course):
+    ours = student_version("attention")
+    theirs = nbformat.read(course / "release" / "attention" / "attention.ipynb", as_version=4)
+    assert [(c.id, c.cell_type, c.source) for c in ours.cells] == [(c.id, c.cell_type, c.source) for c in theirs.cells]
+
+
 def test_nbgrader_and_the_engine_give_the_same_scores(course, graded):
     from_nbgrader = gradebook_scores(course)
     assert set(graded) == set(from_nbgrader) == set(students(student_version("attention")))

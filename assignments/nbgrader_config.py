@@ -8,17 +8,18 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec,
                                     SaveAutoGrades)
 
-from autograder.nbgrader_plugin import GradeWithEngine, RepairFromSource
+from autograder.nbgrader_plugin import GradeWithEngine, RepairFromRelease
+from autograder.release import COURSE_ID
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
-c.CourseDirectory.course_id = "transformers"
+c.CourseDirectory.course_id = COURSE_ID
 c.CourseDirectory.root = __file__.rsplit("/", 1)[0]
 # Worksheet answers sit in solution regions of cells that are not graded, so that
 # release strips them without turning any into a manual-grading item.
 c.ClearSolutions.enforce_metadata = False
 
-c.Autograde.sanitize_preprocessors = [RepairFromSource, ClearOutput, DeduplicateIds, OverwriteKernelspec,
+c.Autograde.sanitize_preprocessors = [RepairFromRelease, ClearOutput, DeduplicateIds, OverwriteKernelspec,
                                       OverwriteCells, CheckCellMetadata]
 c.Autograde.autograde_preprocessors = [GradeWithEngine, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]

@@ -22,7 +22,9 @@ import nbformat
 from . import build
 
 COURSE = build.ROOT / "assignments"
+COURSE_ID = "transformers"  # nbgrader's course id (assignments/nbgrader_config.py reads it from here)
 RELEASE = COURSE / "release"
+GRADEBOOK = COURSE / "gradebook.db"
 CHECKS_DIR = "course_checks"
 
 
@@ -48,22 +50,77 @@ def _write_checks(name: str) -> None:
         path.write_bytes(data)
 
 
+def _role(cell: nbformat.NotebookNode) -> str | None:
+    return cell.get("metadata", {}).get("course", {}).get("role")
+
+
+def _drop_demonstrations(nb: nbformat.NotebookNode) -> None:
+    """A worksheet demonstration is part of the answer: students get none of it, not even nbgrader's stub."""
+    nb.cells = [cell for cell in nb.cells if not (_role(cell) == "answer" and cell.cell_type == "code")]
+
+
 def _finish_release(name: str) -> None:
     """Embed the checks in the released notebook; drop worksheet demonstration stubs."""
     from .selfcheck.bundle import bootstrap_source
 
     path = released_notebook(name)
     nb = nbformat.read(path, as_version=4)
-    cells = []
     for cell in nb.cells:
-        role = cell.get("metadata", {}).get("course", {}).get("role")
-        if role == "selfcheck":
+        if _role(cell) == "selfcheck":
             cell.source = bootstrap_source(name, embed=True)
-        if role == "answer" and cell.cell_type == "code":
-            continue  # a demonstration is part of the answer: students get none of it
-        cells.append(cell)
-    nb.cells = cells
+    _drop_demonstrations(nb)
     nbformat.write(nb, path)
+
+
+def student_version(name: str) -> nbformat.NotebookNode:
+    """The student version of `name` made in memory from its source notebook, cell for cell what `release`
+    hands out (stubs for solution regions, "YOUR ANSWER HERE" for written answers, no demonstrations) except
+    that the visible-checks cell loads them from disk instead of embedding them.
+
+    nbgrader's own preprocessors do the stripping, as `generate_assignment` does; raises RuntimeError if a
+    solution marker survives, so nothing built on this can carry a reference solution or a model answer.
+    """
+    from nbgrader.preprocessors import (ClearHiddenTests, ClearMarkScheme, ClearOutput, ClearSolutions,
+                                        ComputeChecksums, LockCells)
+
+    nb = nbformat.read(build.source_path(name), as_version=4)
+    resources: dict = {}
+    # enforce_metadata=False as in assignments/nbgrader_config.py: worksheet answers sit in ungraded cells.
+    for step in (LockCells(), ClearSolutions(enforce_metadata=False), ClearOutput(), ClearHiddenTests(),
+                 ClearMarkScheme(), ComputeChecksums()):
+        nb, resources = step.preprocess(nb, resources)
+    _drop_demonstrations(nb)
+    left = [cell.get("id") for cell in nb.cells if build.BEGIN in cell.source or build.END in cell.source]
+    if left:
+        raise RuntimeError(f"{name}: solution markers survive nbgrader's stripping in cells {left}; "
+                           "check that every BEGIN SOLUTION has its END SOLUTION in the authoring file")
+    return nb
+
+
+def forget_unsubmitted(gradebook: Path, name: str) -> bool:
+    """Remove the notebooks of assignment `name` from `gradebook` if nobody has submitted it; True if removed.
+
+    Run before `generate_assignment`: asked to release a notebook the gradebook already holds, nbgrader deletes
+    its rows and re-creates them under the same ids in one database session, and whether SQLAlchemy still holds
+    the deleted objects at that moment depends on garbage collection, so a release over an earlier one fails
+    now and then (ObjectDeletedError, "MissingEntry: No such notebook"). With the rows gone, nbgrader makes them
+    afresh. Nothing a TA entered lives in these rows; the assignment itself (its due date) stays. An assignment
+    with submissions is left alone: nbgrader updates its rows in place, and removing them would lose grades.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    if not gradebook.exists():
+        return False
+    with Gradebook(f"sqlite:///{gradebook}", COURSE_ID) as book:
+        try:
+            assignment = book.find_assignment(name)
+        except MissingEntry:
+            return False
+        if assignment.submissions:
+            return False
+        for notebook in [notebook.name for notebook in assignment.notebooks]:
+            book.remove_notebook(notebook, name)
+    return True
 
 
 def release(names: list[str] | None = None) -> list[Path]:
@@ -73,6 +130,7 @@ def release(names: list[str] | None = None) -> list[Path]:
     paths = []
     for name in names:
         _write_checks(name)
+        forget_unsubmitted(GRADEBOOK, name)
         subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", name, "--force",
                         "--log-level=WARN"], cwd=COURSE, check=True, env=nbgrader_env())
         _finish_release(name)

@@ -23,7 +23,6 @@ from .hostile.attention import BROKEN, FULL, HONEST_MASK, HOSTILE, MARKER, PLACE
 pytestmark = [pytest.mark.hostile, pytest.mark.slow, pytest.mark.xdist_group("release")]
 HONEST = ("honest_first", "honest_last")  # sorted around the hostile ones, so they share the batch with them
 LIMITS = Limits(call_cpu_s=3.0, memory_bytes=3 * 2**30)
-BUDGET_S = 600
 
 
 def project_fingerprint() -> str:
@@ -64,7 +63,7 @@ def answer_causal_mask_only(release: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def batch(attention_samples, tmp_path_factory):
-    """Every case graded in one batch: (folder, output folder, results by id, seconds, project fingerprint)."""
+    """Every case graded in one batch: (folder, output folder, results by id, project fingerprint)."""
     reference = (attention_samples / "reference" / "attention" / "attention.ipynb").read_bytes()
     release = (attention_samples / "untouched" / "attention" / "attention.ipynb").read_bytes()
     folder = tmp_path_factory.mktemp("hostile-submissions")
@@ -83,25 +82,23 @@ def batch(attention_samples, tmp_path_factory):
         place(folder, case, answer_causal_mask_only(release))
     before = project_fingerprint()
     out = tmp_path_factory.mktemp("hostile-grades")
-    start = time.monotonic()
     results = grade_batch(Assignment.load("attention"), discover([folder], "attention"), out, jobs=2,
                           limits=LIMITS, progress=None)
-    seconds = time.monotonic() - start
-    return folder, out, {r["extra_data"]["submission"]: r for r in results}, seconds, before
+    return folder, out, {r["extra_data"]["submission"]: r for r in results}, before
 
 
 @pytest.fixture(scope="module")
 def corpus(batch):
-    """(results by case name, project fingerprint before, seconds) for the honest, hostile and broken cases."""
-    _, _, results, seconds, before = batch
+    """(results by case name, project fingerprint before) for the honest, hostile and broken cases."""
+    _, _, results, before = batch
     names = {*HONEST, *(c.name for c in HOSTILE), *(c.name for c in BROKEN)}
-    return {name: r for name, r in results.items() if name in names}, before, seconds
+    return {name: r for name, r in results.items() if name in names}, before
 
 
 @pytest.fixture(scope="module")
 def placed(batch) -> dict[str, dict]:
     """Results of the placed cases, by case name, found through the path each result records."""
-    folder, _, results, _, _ = batch
+    folder, _, results, _ = batch
     by_path = {r["extra_data"]["source_path"]: r for r in results.values()}
     return {case.name: by_path[str(folder / case.path)] for case in PLACED}
 
@@ -110,10 +107,10 @@ def item(result: dict, name: str) -> dict:
     return next(t for t in result["tests"] if t["name"] == name)
 
 
-def test_every_submission_has_a_result_within_the_budget(corpus):
-    results, _, seconds = corpus
+def test_every_submission_has_a_result_for_every_item(corpus):
+    results, _ = corpus
     assert set(results) == {*HONEST, *(c.name for c in HOSTILE), *(c.name for c in BROKEN)}
-    assert seconds < BUDGET_S
+    assert all([t["name"] for t in r["tests"]] == list(FULL) for r in results.values())
     assert all(t["max_score"] == FULL[t["name"]] for r in results.values() for t in r["tests"])
 
 
@@ -134,7 +131,7 @@ def test_every_placed_notebook_earns_what_its_parts_earn(placed, case):
 
 
 def test_every_notebook_found_has_a_result_of_its_own_and_a_row(batch):
-    folder, out, results, _, _ = batch
+    folder, out, results, _ = batch
     notebooks = {str(p) for p in folder.rglob("*.ipynb")}
     assert sorted(r["extra_data"]["source_path"] for r in results.values()) == sorted(notebooks)
     rows = list(csv.DictReader((out / "grades.csv").open()))

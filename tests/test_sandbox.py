@@ -138,10 +138,8 @@ def test_exceptions_are_reported_not_obeyed(pool, body, error):
 @pytest.mark.parametrize("body", ["while True: pass", "torch.ones(3000, 3000) @ torch.ones(3000, 3000)\n"
                                   "    while True: torch.ones(3000, 3000) @ torch.ones(3000, 3000)"])
 def test_busy_loops_time_out_on_cpu_time(pool, body):
-    start = time.monotonic()
     with pytest.raises(WorkerTimeout, match="timed out after 2 s of CPU time"):
         run(pool, f"import torch\ndef f():\n    {body}", "f")
-    assert time.monotonic() - start < 15
     assert run(pool, "def g():\n    return 1", "g").value == 1  # the pool still works
 
 

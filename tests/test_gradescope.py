@@ -11,6 +11,7 @@ run_autograder and uploads <root>/results/results.json. The scripts take <root> 
 """
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
@@ -517,3 +518,64 @@ def test_fresh_container_keeps_the_references_from_hostile_code(container, grade
         # `level_works_in_container` finds it and the assertion below runs instead of this xfail.
         pytest.xfail("no isolation level works without CAP_SYS_ADMIN yet: graded 'unprotected'")
     assert scores(hostile) == {"causal_mask": 2.0, "scaled_dot_product_attention": 0.0, "MultiHeadAttention": 5.0}
+
+
+# --- Python 3.10, the base image's own Python on Gradescope ------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = sorted(p for folder in ("autograder", "solutions") for p in (ROOT / folder).rglob("*.py"))
+# Standard-library names that appeared in Python 3.11 or later (none of them may be used by the grader).
+NEWER_IMPORTS = {"tomllib", "wsgiref.types", "typing.Self", "typing.LiteralString", "typing.Never",
+                 "typing.assert_never", "typing.assert_type", "typing.reveal_type", "typing.Required",
+                 "typing.NotRequired", "typing.TypeVarTuple", "typing.Unpack", "typing.override",
+                 "enum.StrEnum", "enum.ReprEnum", "enum.verify", "enum.member", "enum.nonmember",
+                 "asyncio.TaskGroup", "asyncio.timeout", "contextlib.chdir", "datetime.UTC", "itertools.batched"}
+NEWER_NAMES = {"ExceptionGroup", "BaseExceptionGroup", "add_note", "file_digest", "getmembers_static",
+               "getLevelNamesMapping", "TaskGroup", "StrEnum", "batched"}
+               "getLevelNamesMapping", "exp2", "cbrt", "TaskGroup", "StrEnum", "batched", "chdir"}
+
+
+def python310() -> str | None:
+    pyenv = sorted(Path.home().glob(".pyenv/versions/3.10*/bin/python3.10"))
+    return shutil.which("python3.10") or (str(pyenv[-1]) if pyenv else None)
+
+
+def test_grader_and_references_use_nothing_newer_than_python310():
+    found = []
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = {alias.name for alias in node.names} & NEWER_IMPORTS
+            elif isinstance(node, ast.ImportFrom):
+                names = {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)} & NEWER_IMPORTS
+            elif isinstance(node, ast.Attribute):
+                names = {node.attr} & NEWER_NAMES
+            elif isinstance(node, ast.Name):
+                names = {node.id} & NEWER_NAMES
+            else:
+                continue
+            found += [f"{path.relative_to(ROOT)}:{node.lineno}: {name}" for name in names]
+    assert not found, found
+
+
+@pytest.mark.skipif(python310() is None, reason="no Python 3.10 interpreter here")
+def test_python310_compiles_everything_and_writes_a_result_without_torch(tmp_path):
+    """Here Python 3.10 has no torch (no wheel for it on this machine), so this checks what it can: every file
+    compiles, and the torch-free path (a grader that cannot import torch) still writes a valid results.json."""
+    root = tmp_path / "autograder"
+    (root / "submission").mkdir(parents=True)
+    (root / "submission" / "attention.ipynb").write_text("{}")
+    script = f"""
+import sys
+from pathlib import Path
+for path in {[str(p) for p in SOURCES]!r}:
+    compile(Path(path).read_text(), path, "exec")
+from autograder import gradescope
+sys.exit(gradescope.run("attention", Path({str(root)!r})))
+"""
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    run = subprocess.run([python310(), "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "No module named 'torch'" in run.stdout
+    result = read_results(root)
+    assert result["score"] == 0 and "ModuleNotFoundError" in result["extra_data"]["grader_error"]

@@ -141,20 +141,18 @@ def run(assignment: str, root: Path) -> int:
     """Grade the submission under root/submission into root/results/results.json, whatever happens."""
     settings = _settings(Path(__file__).resolve().parent.parent / SETTINGS)
     submitter = read_metadata(root / "submission_metadata.json")
-    notebook, notes = choose_notebook(root / "submission", assignment)
+    folder = root / "submission"
+    notebook, notes = choose_notebook(folder, assignment)
     level = None
     try:
         from . import sandbox
 
         level = sandbox.detect_level()
-        result = _grade(assignment, notebook, level)
+        result = finish(_located(_grade(assignment, notebook, level), notebook, folder, notes), settings, submitter)
     except (Exception, SystemExit) as error:  # noqa: BLE001 - any failure must still give the student a result
         traceback.print_exc(file=sys.stdout)  # stdout is for staff (stdout_visibility hidden)
-        result = failed_result(assignment, f"{type(error).__name__}: {error}", level)
-    if notebook.exists():
-        result["extra_data"].setdefault("source_path", notebook.relative_to(root / "submission").as_posix())
-    result["extra_data"]["notes"] = notes + result["extra_data"].get("notes", [])
-    result = finish(result, settings, submitter)
+        failed = failed_result(assignment, f"{type(error).__name__}: {error}", level)
+        result = finish(_located(failed, notebook, folder, notes), settings, submitter)
     report.atomic_write(root / "results" / "results.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     print(f"graded {notebook.name}: {result['score']:g} (isolation {result['extra_data'].get('isolation')})")
     return 0
@@ -170,6 +168,14 @@ def _grade(assignment: str, notebook: Path, level: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         [result] = grade_batch(Assignment.load(assignment), [Submission("submission", notebook)], Path(tmp),
                                force=True, level=level, progress=sys.stdout)
+    return result
+
+
+def _located(result: dict, notebook: Path, folder: Path, notes: list[str]) -> dict:
+    """`result` with where the graded notebook was found and the notes about finding it."""
+    if notebook.exists():
+        result["extra_data"].setdefault("source_path", notebook.relative_to(folder).as_posix())
+    result["extra_data"]["notes"] = notes + result["extra_data"].get("notes", [])
     return result
 
 
@@ -213,7 +219,7 @@ def read_metadata(path: Path) -> dict:
         return {}
     if not isinstance(data, dict):
         return {}
-    users = [{"name": str(u.get("name", "")), "id": u.get("id")}
+    users = [{"name": str(u.get("name") or ""), "id": u.get("id")}
              for u in data.get("users") or [] if isinstance(u, dict)]
     return {"submission_id": data.get("id"), "created_at": data.get("created_at"), "users": users}
 

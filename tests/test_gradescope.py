@@ -468,7 +468,7 @@ def level_works_in_container(root: Path) -> bool:
              "pool = WorkerPool(level=detect_level())\npool.start()\nprint(pool.level)\npool.close()\n")
     env = {"GRADESCOPE_ROOT": str(root), "PYTHONPATH": str(root / "source"), "PATH": IMAGE_PATH}
     run = subprocess.run([*DROPPED, str(root / "source" / ".venv" / "bin" / "python"), "-c", probe], env=env,
-                         capture_output=True, text=True, timeout=300)
+                         cwd=root / "source", capture_output=True, text=True, timeout=300)
     return run.returncode == 0
 
 

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # pip prints a line for every local index location it skips; keep the real errors.
 PIP_QUIET := 2>&1 | grep -v '^WARNING: Location' || true
 
-.PHONY: install test test-fast demo bench release notebooks solutions sandbox clean
+.PHONY: install test test-fast demo bench gradescope-sim release notebooks solutions sandbox clean
 
 install: $(STAMP) sandbox
 
@@ -40,6 +40,11 @@ demo: install
 
 bench: install
 	$(PY) -m autograder bench --out build/bench
+
+# The Gradescope package in a simulated container: setup.sh into a fresh venv, grading without
+# CAP_SYS_ADMIN or network (a few minutes; needs root). Also part of `make test`, marked slow.
+gradescope-sim: install
+	$(PY) -m pytest -q -n 0 -m slow tests/test_gradescope.py
 
 notebooks: install
 	$(PY) -m autograder build

@@ -20,9 +20,10 @@ import ast
 import importlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jupytext
-import nbformat
+if TYPE_CHECKING:
+    import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTHORING = ROOT / "assignments" / "authoring"
@@ -108,6 +109,10 @@ def _rubric_points(assignment: str) -> dict[str, float]:
 
 def build_notebook(assignment: str) -> nbformat.NotebookNode:
     """The nbgrader source notebook for `assignment`, built in memory."""
+    # Imported here: grading imports this module (for `source_path`) and must not need the authoring tools.
+    import jupytext
+    import nbformat
+
     from autograder.selfcheck.bundle import bootstrap_source
 
     authored = jupytext.read(AUTHORING / f"{assignment}.py", fmt="py:percent")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from . import sandbox   # names load on first use: LEVELS needs no torch
+from .gradescope import OUTPUT_FORMATS
 
 
 def _grade(args: argparse.Namespace) -> int:
@@ -72,9 +73,10 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _gradescope(args: argparse.Namespace) -> int:
-    from .gradescope import package
+    from .gradescope import package, parse_visibility
 
-    print(f"wrote {package(args.assignment, Path(args.out))}")
+    visibility = parse_visibility(args.visibility, args.assignment)
+    print(f"wrote {package(args.assignment, Path(args.out), visibility=visibility, output_format=args.output_format)}")
     return 0
 
 
@@ -184,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     package = commands.add_parser("gradescope", help="write a Gradescope autograder zip for ASSIGNMENT")
     package.add_argument("assignment")
     package.add_argument("--out", required=True, help="path of the zip to write")
+    package.add_argument("--visibility", action="append", default=[], metavar="NAME=LEVEL",
+                         help="when students see an item (NAME) or one check of it (ITEM/CHECK_ID): visible "
+                              "(default), after_due_date, after_published or hidden; repeatable")
+    package.add_argument("--output-format", choices=OUTPUT_FORMATS, default="md",
+                         help="how Gradescope renders the feedback (default md)")
     package.set_defaults(run=_gradescope)
 
     inside = commands.add_parser("gradescope-run", help="(used by run_autograder inside Gradescope)")

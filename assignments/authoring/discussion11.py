@@ -5,10 +5,10 @@
 
 # %% role="answer"
 import os
-import time
 
 import torch
 import torch.nn as nn
+from torch.utils.benchmark import Timer
 
 from solutions.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from solutions.finetune import cls_pool, mean_pool
@@ -149,22 +149,22 @@ print("[CLS] output identical under a consistent reordering:", torch.allclose(ou
 # There are $N = \frac{HW}{P^2}$ tokens (plus `[CLS]`). The scores take $N^2$ dot products of length $D$ and the
 # weighted sum as much again: $O(N^2D) = O\!\left(\frac{H^2W^2}{P^4}D\right)$. Doubling the image side multiplies
 # $N$ by 4 and the cost by 16; halving the patch side does the same. The measurement below times the reference
-# attention (the median of several calls after a warm-up, at sizes where one call takes milliseconds) and prints
-# each time as a multiple of the smallest case's, beside the growth of $N^2$. Expect the measured ratios to trail
-# $N^2$ somewhat: the small case still carries fixed per-call overheads.
+# attention (the median of repeated calls after a warm-up, at sizes where one call takes milliseconds) and prints
+# each time as a multiple of the smallest case's, beside the growth of $N^2$. Expect the ratios to follow $N^2$
+# only roughly: a small score matrix fits in the processor's caches and a large one does not, fixed per-call
+# costs weigh on small cases, and a busy machine adds noise. The two cases with the same $N$ — a twice larger
+# image, or twice smaller patches — should take about the same time.
 
 # %% role="answer"
-def attention_time(side: int, patch: int, dim: int = 64, repeats: int = 5) -> tuple[int, float]:
-    """(tokens, median seconds) of one self-attention call over the patches of a side x side image (CPU)."""
+def attention_time(side: int, patch: int, dim: int = 64) -> tuple[int, float]:
+    """(tokens, median seconds) of one self-attention call over the patches of a side x side image.
+
+    torch's Timer warms up, repeats the call in blocks for at least a second and reports the median block;
+    on a GPU it would also synchronise before reading the clock."""
     n = (side // patch) ** 2 + 1
     q = torch.randn(1, n, dim)  # (B, N, D)
-    scaled_dot_product_attention(q, q, q)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        scaled_dot_product_attention(q, q, q)
-        times.append(time.perf_counter() - start)
-    return n, sorted(times)[len(times) // 2]
+    timer = Timer("attention(q, q, q)", globals={"attention": scaled_dot_product_attention, "q": q})
+    return n, timer.blocked_autorange(min_run_time=1.0).median
 
 
 cases = [(256, 16), (512, 16), (256, 8)] if FAST else [(512, 16), (1024, 16), (512, 8)]

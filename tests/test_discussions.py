@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from autograder import build
-from autograder.release import render_solutions
+from autograder.release import SOLUTIONS_BANNER, render_solutions, solution_notebook
 
 pytestmark = [pytest.mark.discussions, pytest.mark.xdist_group("release")]
 
@@ -149,3 +149,14 @@ def test_solutions_render_to_self_contained_html_without_solution_markers(tmp_pa
     assert path.name == "discussion10.html" and "Q1(c)(ii)" in html and "Solutions — for staff" in html
     assert "data:image/png;base64" in html and "(2T-1)m" in html.replace(" ", "")
     assert "BEGIN SOLUTION" not in html and "END SOLUTION" not in html
+
+
+@pytest.mark.parametrize("name", ["attention", "finetuning_review"])
+def test_solution_notebooks_keep_every_answer_and_lose_only_the_markers(name):
+    rendered = solution_notebook(name)
+    text = "\n".join(cell.source for cell in rendered.cells)
+    assert build.BEGIN not in text and build.END not in text
+    assert rendered.cells[1].source == SOLUTIONS_BANNER
+    source = [cell.source for cell in cells(name)]
+    kept = [line for cell in source for line in cell.splitlines() if line.strip() not in (build.BEGIN, build.END)]
+    assert kept == [line for cell in rendered.cells[:1] + rendered.cells[2:] for line in cell.source.splitlines()]

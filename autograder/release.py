@@ -7,11 +7,13 @@ the checks in the released notebook so it also works opened alone (Colab)
 and drops the stubs nbgrader leaves for worksheet demonstrations.
 
 `render_solutions(names, out)`: executes each source notebook (answers
-included) and writes a self-contained HTML file per name for staff to post.
+included, solution markers removed, a staff banner on top) and writes a
+self-contained HTML file per name for staff to post.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,17 +52,31 @@ def _write_checks(name: str) -> None:
         path.write_bytes(data)
 
 
+QUESTION_HEADING = re.compile(r"^### ", re.M)
+MARKER_LINE = re.compile(rf"^[ \t]*(?:{re.escape(build.BEGIN)}|{re.escape(build.END)})[ \t]*\n?", re.M)
+
+
 def _role(cell: nbformat.NotebookNode) -> str | None:
     return cell.get("metadata", {}).get("course", {}).get("role")
 
 
-def _drop_demonstrations(nb: nbformat.NotebookNode) -> None:
-    """A worksheet demonstration is part of the answer: students get none of it, not even nbgrader's stub."""
-    nb.cells = [cell for cell in nb.cells if not (_role(cell) == "answer" and cell.cell_type == "code")]
+def _student_cells(cells: list) -> list:
+    """The worksheet cells students get: no demonstrations (code answers), and an answer box only in a section
+    that asks something, i.e. after a plain markdown cell with a `### ` question heading. Background the
+    solutions explain under a heading that asks nothing has no box to leave empty."""
+    kept, asks = [], False
+    for cell in cells:
+        role = _role(cell)
+        if cell.cell_type == "markdown" and role is None:
+            asks = bool(QUESTION_HEADING.search(cell.source))
+        if role == "answer" and (cell.cell_type == "code" or not asks):
+            continue
+        kept.append(cell)
+    return kept
 
 
 def _finish_release(name: str) -> None:
-    """Embed the checks in the released notebook; drop worksheet demonstration stubs."""
+    """Embed the checks in the released notebook; drop worksheet demonstrations and boxes under no question."""
     from .selfcheck.bundle import bootstrap_source
 
     path = released_notebook(name)
@@ -68,7 +84,7 @@ def _finish_release(name: str) -> None:
     for cell in nb.cells:
         if _role(cell) == "selfcheck":
             cell.source = bootstrap_source(name, embed=True)
-    _drop_demonstrations(nb)
+    nb.cells = _student_cells(nb.cells)
     nbformat.write(nb, path)
 
 
@@ -89,7 +105,7 @@ def student_version(name: str) -> nbformat.NotebookNode:
     for step in (LockCells(), ClearSolutions(enforce_metadata=False), ClearOutput(), ClearHiddenTests(),
                  ClearMarkScheme(), ComputeChecksums()):
         nb, resources = step.preprocess(nb, resources)
-    _drop_demonstrations(nb)
+    nb.cells = _student_cells(nb.cells)
     left = [cell.get("id") for cell in nb.cells if build.BEGIN in cell.source or build.END in cell.source]
     if left:
         raise RuntimeError(f"{name}: solution markers survive nbgrader's stripping in cells {left}; "
@@ -146,6 +162,19 @@ def execute(nb: nbformat.NotebookNode, cwd: Path, *, timeout: int = 1800) -> nbf
     return nb
 
 
+SOLUTIONS_BANNER = ("*Solutions — for staff. Worked answers and demonstrations, computed with the course's "
+                    "reference implementations; students receive only the questions.*")
+
+
+def solution_notebook(name: str) -> nbformat.NotebookNode:
+    """The source notebook as staff post it: a banner under the title, no nbgrader solution markers."""
+    nb = nbformat.read(build.source_path(name), as_version=4)
+    for cell in nb.cells:
+        cell.source = MARKER_LINE.sub("", cell.source)
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell(SOLUTIONS_BANNER))
+    return nb
+
+
 def render_solutions(names: list[str] | None, out: Path) -> list[Path]:
     """Executed solution notebooks as self-contained HTML files in `out`."""
     from nbconvert import HTMLExporter
@@ -156,7 +185,7 @@ def render_solutions(names: list[str] | None, out: Path) -> list[Path]:
     written = []
     for name in names:
         _write_checks(name)
-        nb = nbformat.read(build.source_path(name), as_version=4)
+        nb = solution_notebook(name)
         execute(nb, build.SOURCE / name)
         html, _ = HTMLExporter(embed_images=True).from_notebook_node(nb)
         path = out / f"{name}.html"

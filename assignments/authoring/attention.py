@@ -80,7 +80,7 @@ check("causal_mask", causal_mask)
 # where $E$ is the size of each query and key vector and $M$ is the additive form of the mask
 # (`0` where attending is allowed, $-\infty$ where it is not).
 #
-# *Why divide by $\sqrt{E}$?* If the entries of $q$ and $k$ are independent with unit variance, $q\cdot k$
+# *Why divide by $\sqrt{E}$?* If the entries of $q$ and $k$ are independent with zero mean and unit variance, $q\cdot k$
 # has variance $E$. Without the scaling, scores grow with the vector size, the softmax saturates on a
 # single key, and its gradient vanishes.
 #
@@ -182,8 +182,8 @@ check("MultiHeadAttention", MultiHeadAttention)
 #
 # The same module does both kinds of attention; only where the keys and values come from changes. The
 # weight matrices show the shapes: a decoder sequence of 3 tokens reading an encoder sequence of 5 tokens
-# gives one 3×5 matrix per head. In the second row, the last two encoder tokens are padding: no query
-# looks at them.
+# gives one 3×5 matrix per head. In the third row (cross-attention with padding), the last two encoder tokens
+# are padding: no query looks at them.
 
 # %%
 torch.manual_seed(0)
@@ -212,18 +212,25 @@ plt.show()
 # log–log plot a power law $t \propto T^p$ is a straight line of slope $p$.
 
 # %%
+def synchronize() -> None:
+    """GPU kernels run asynchronously: wait for queued work before reading the clock."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 lengths = [128, 256, 512, 1024] if FAST else [128, 256, 512, 1024, 2048]
 times = []
 for length in lengths:
     qkv = torch.randn(3, 1, 4, length, 32, device=device)
     scaled_dot_product_attention(*qkv)  # warm-up
-    start = time.perf_counter()
-    repeats = 2 if FAST else 5
-    for _ in range(repeats):
+    runs = []
+    for _ in range(3 if FAST else 7):
+        synchronize()
+        start = time.perf_counter()
         scaled_dot_product_attention(*qkv)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    times.append((time.perf_counter() - start) / repeats)
+        synchronize()
+        runs.append(time.perf_counter() - start)
+    times.append(sorted(runs)[len(runs) // 2])  # the median resists a busy machine's outliers
 slope = torch.linalg.lstsq(torch.stack([torch.log(torch.tensor(lengths, dtype=torch.float64)),
                                         torch.ones(len(lengths), dtype=torch.float64)], 1),
                            torch.log(torch.tensor(times, dtype=torch.float64))[:, None]).solution[0].item()
@@ -232,6 +239,7 @@ plt.xlabel("sequence length T")
 plt.ylabel("seconds per call")
 plt.title(f"attention time grows like T^{slope:.2f}")
 plt.show()
+print("time ratios between successive doublings of T:", [round(b / a, 1) for a, b in zip(times, times[1:])])
 print(f"fitted slope {slope:.2f} (2 would be exactly quadratic; small sizes are dominated by overheads)")
 
 # %% [markdown]
@@ -246,19 +254,23 @@ print(f"fitted slope {slope:.2f} (2 would be exactly quadratic; small sizes are 
 # (1) Encoder self-attention: $M$ queries × $M$ keys, $O(M^2 k)$. (2) Cross-attention: $N$ decoder queries
 # × $M$ encoder keys, $O(MNk)$. (3) Decoder self-attention: $N \times N$, $O(N^2 k)$ (a causal mask removes
 # about half of the pairs but not the order of growth). Memory for the score matrices grows the same way.
-# A 10× longer input makes encoder self-attention about 100× more expensive, which is why long-context
-# models need sparse, local or linear-time approximations.
+# Documents 10× longer ($M \to 10M$, the output length $N$ unchanged, as for a summary): encoder
+# self-attention costs about **100×** as much, cross-attention **10×** (it is linear in $M$), and decoder
+# self-attention **the same** (it never looks at the input). The encoder becomes the bottleneck, which is why
+# long-context models need sparse, local or linear-time approximations there.
 
 # %% [markdown]
 # **Q2.** A student uses `torch.nn.MultiheadAttention` with `key_padding_mask=real`, where `real` is `True`
 # for real tokens, as in this notebook. What happens, and how would you notice?
 
 # %% [markdown] role="written" name="mask_conventions" points="2"
-# `torch.nn.MultiheadAttention` reads boolean masks as "True = do not attend", so every query would attend
-# only to the padding and ignore the real tokens: the exact opposite of what was meant. Nothing crashes and
-# the shapes are right, so it only shows in the numbers: attention weights concentrated on padded positions,
-# outputs that change when the padding changes, a model that trains poorly. Pass `~real` to that module
-# (or use a float mask), and test with an input where the answer is known.
+# `torch.nn.MultiheadAttention` reads boolean masks as "True = do not attend", so the mask is inverted:
+# every query may attend only to the padding. For a sequence *without* padding — most sequences in a batch,
+# and the longest always — `real` is all `True`, so *every* key is masked, each softmax row is $0/0$, and the
+# module returns NaN for that sequence (some fused inference paths return zeros instead). The likely symptom is
+# therefore a NaN loss on the first batch, and NaN weights right after the first update; padded sequences
+# meanwhile attend only to their padding. Pass `~real` to that module (or use a float mask), and test with an
+# input where the answer is known.
 
 # %% [markdown]
 # ## Summary

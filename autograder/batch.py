@@ -186,16 +186,40 @@ def _grade_in_slot(submission: Submission, out: str) -> tuple[str, float, float,
         raise _Interrupted()
     _state = "busy"
     try:
-        try:
-            result = _slot.grade(submission.path, submission.id, refused=submission.refused)
-        except Exception as error:  # noqa: BLE001 - the grader's failure on this submission is this submission's
-            result = not_graded(_slot.assignment, submission.id, submission.path,
-                                f"the grader failed on this submission ({_plain(error)}); tell your TA",
-                                _slot.pool.level)
+        result = _graded(_slot, submission)
         report.write_result(Path(out), result)
     finally:
         _state = "idle"
     return submission.id, result["score"], result["execution_time"], _slot.pool.level
+
+
+def _graded(grader: Grader, submission: Submission) -> dict:
+    """The result of `submission`; a failure of the grader itself is this submission's zero, with the reason."""
+    try:
+        return grader.grade(submission.path, submission.id, refused=submission.refused)
+    except Exception as error:  # noqa: BLE001 - the grader's failure on this submission is this submission's
+        return not_graded(grader.assignment, submission.id, submission.path,
+                          f"the grader failed on this submission ({_plain(error)}); tell your TA", grader.pool.level)
+
+
+def _grade_here(assignment: Assignment, submission: Submission, out: Path, pool: WorkerPool | None, level: str | None,
+                limits: Limits, device: str) -> tuple[str, float, float, str]:
+    """Grade one submission in this process, as a job slot would, without starting a slot (a cold start costs
+    less: this is the path of a single regrade and of Gradescope). Uses `pool` if given, else starts one."""
+    import torch
+
+    torch.set_num_threads(1)  # as in a slot: references give the same rounding whatever the machine
+    own = pool is None
+    if own:
+        pool = WorkerPool(level=level, limits=limits, device=device)
+        pool.start()
+    try:
+        result = _graded(Grader(assignment, pool, limits), submission)
+        report.write_result(out, result)
+    finally:
+        if own:
+            pool.close()
+    return submission.id, result["score"], result["execution_time"], pool.level
 
 
 # --- the batch (this process) ------------------------------------------------------------------
@@ -270,9 +294,10 @@ class _Slots:
 
 def grade_batch(assignment: Assignment, submissions: list[Submission], out: Path, *, jobs: int = 1,
                 force: bool = False, level: str | None = None, limits: Limits = Limits(),
-                device: str = "cpu", progress: TextIO | None = sys.stderr) -> list[dict]:
+                device: str = "cpu", progress: TextIO | None = sys.stderr, pool: WorkerPool | None = None) -> list[dict]:
     """Grade every submission not already graded in `out` with this rubric version, and any stale result whose
-    notebook is still there; write grades.csv; return the results of this version in `out`.
+    notebook is still there; write grades.csv; return the results of this version in `out`. A single
+    submission to grade is graded in this process (with `pool` if given); more go to `jobs` job slots.
 
     Raises BatchInterrupted on Ctrl-C, after writing grades.csv for what is finished."""
     with OutputLock(out):
@@ -292,7 +317,11 @@ def grade_batch(assignment: Assignment, submissions: list[Submission], out: Path
                       f"({seconds:.1f} s; {time.perf_counter() - start:.0f} s elapsed)", file=progress)
 
         try:
-            killers = _Slots(out, jobs, (assignment.name, level, limits, device), on_done).grade(todo)
+            if len(todo) == 1:
+                killers = []
+                on_done(*_grade_here(assignment, todo[0], out, pool, level, limits, device))
+            else:
+                killers = _Slots(out, jobs, (assignment.name, level, limits, device), on_done).grade(todo)
         except KeyboardInterrupt:
             report.write_grades_csv(out, assignment.item_names, assignment.version)
             raise BatchInterrupted(f"interrupted: {finished[0]} of {len(todo)} submission(s) graded in this run; "

@@ -29,22 +29,34 @@ def _grade(args: argparse.Namespace) -> int:
         return 2
 
     from .batch import BatchInterrupted, SlotFailed, print_skipped, grade_batch
-    from .grade import Assignment
-    from .report import table
+    from .sandbox import WorkerPool
 
     print_skipped(skipped, sys.stderr)
-    assignment = Assignment.load(args.assignment)
-    level = sandbox.detect_level(args.isolation)
-    print(f"isolation: {level}", file=sys.stderr)
-    if level != sandbox.STRONGEST:
-        print(f"WARNING: grading at isolation level {level!r}, weaker than {sandbox.STRONGEST!r}: "
-              "student code is less contained (see the README's security section)", file=sys.stderr)
-    if args.require_isolation:
-        sandbox.require_isolation(level, args.require_isolation)
-    out = Path(args.out)
+    # One submission (a regrade, Gradescope) is graded in this process by a worker pool whose start finds the
+    # isolation level and runs while the rubric loads. A batch finds the level once; each job slot has a pool.
+    pool = WorkerPool(level=args.isolation, device=args.device) if len(submissions) == 1 else None
     try:
+        if pool:
+            pool.launch_server()
+        from .grade import Assignment
+        from .report import table
+
+        assignment = Assignment.load(args.assignment)
+        if pool:
+            pool.finish()
+        level = pool.level if pool else sandbox.detect_level(args.isolation)
+        print(f"isolation: {level}", file=sys.stderr)
+        if level != sandbox.STRONGEST:
+            print(f"WARNING: grading at isolation level {level!r}, weaker than {sandbox.STRONGEST!r}: "
+                  "student code is less contained (see the README's security section)", file=sys.stderr)
+        if args.require_isolation:
+            sandbox.require_isolation(level, args.require_isolation)
+        out = Path(args.out)
         results = grade_batch(assignment, submissions, out, jobs=args.jobs, force=args.force, level=level,
-                              device=args.device)
+                              device=args.device, pool=pool)
+    except sandbox.IsolationError as error:
+        print(error, file=sys.stderr)
+        return 2
     except BatchInterrupted as stopped:
         print(stopped, file=sys.stderr)
         return 130
@@ -52,6 +64,9 @@ def _grade(args: argparse.Namespace) -> int:
         print(f"{error}; nothing was graded wrongly: fix the grading host and run the same command again",
               file=sys.stderr)
         return 1
+    finally:
+        if pool:
+            pool.close()
     wanted = {s.id for s in submissions}
     print(table([r for r in results if r["extra_data"]["submission"] in wanted], assignment.item_names))
     print(f"results: {out}/<submission>.json, {out}/grades.csv", file=sys.stderr)

@@ -131,7 +131,8 @@ def test_two_runs_on_one_output_folder_are_refused(tmp_path):
                 pass
 
 
-def test_cli_grades_one_student_and_exits_zero(attention_samples, tmp_path):
+def test_cli_grades_one_student_in_its_own_process_as_a_batch_would(attention_samples, attention_grades, tmp_path):
+    """One notebook is graded in the command's own process (no job slot): the same result as in a batch."""
     notebook = attention_samples / "mask_hides_diagonal" / "attention" / "attention.ipynb"
     run = subprocess.run([sys.executable, "-m", "autograder", "grade", "attention", str(notebook),
                           "--out", str(tmp_path), "--force"], capture_output=True, text=True, timeout=600)
@@ -139,6 +140,7 @@ def test_cli_grades_one_student_and_exits_zero(attention_samples, tmp_path):
     assert "isolation:" in run.stderr and "mask_hides_diagonal" in run.stdout
     result = json.loads((tmp_path / "mask_hides_diagonal.json").read_text())
     assert scores(result)["causal_mask"] == 0
+    assert report.without_timing(result) == report.without_timing(attention_grades["mask_hides_diagonal"])
 
 
 # --- the command line refuses bad arguments before loading anything heavy ----------------------------

@@ -333,34 +333,43 @@ class Launch:
 _detected: dict[str, str] = {}
 
 
-def _works(level: str) -> bool:
-    """Whether a fork server starts at `level` here and runs a submission's cell as expected."""
-    from .pool import Limits, WorkerError, WorkerPool
+def candidates() -> list[str]:
+    """The levels worth trying here, strongest first; "unprotected" always starts."""
+    found = ["bwrap"] if shutil.which("bwrap") else []
+    found += ["rlimits", "uid"] if _is_root() and shutil.which("unshare") and shutil.which("setpriv") else []
+    return [*found, "unprotected"]
 
-    pool = WorkerPool(level, Limits(start_timeout_s=60))
-    try:
-        pool.start(verify_references=False)
-        with pool.session() as session:
-            cell = session.exec_cells([{"id": "probe", "source": "import os, wave\nos.listdir('.')"}])
-        return cell[0].ok
-    except (WorkerError, IsolationError, OSError):
-        return False
-    finally:
-        pool.close()
+
+def forced_level(forced: str | None = None) -> str | None:
+    """`forced`, or the AUTOGRADER_ISOLATION environment variable, checked; None when neither is set."""
+    forced = forced or os.environ.get("AUTOGRADER_ISOLATION")
+    if forced and forced not in LEVELS:
+        raise IsolationError(f"unknown isolation level {forced!r}; choose one of {', '.join(LEVELS)}")
+    return forced or None
+
+
+def remember_level(level: str) -> None:
+    """Record the level a worker pool found by starting: later pools and `detect_level` need not probe."""
+    _detected.setdefault("level", level)
+
+
+def detected_level() -> str | None:
+    return _detected.get("level")
 
 
 def detect_level(forced: str | None = None) -> str:
-    """The strongest level that works here, or `forced` (also settable as AUTOGRADER_ISOLATION)."""
-    forced = forced or os.environ.get("AUTOGRADER_ISOLATION")
-    if forced:
-        if forced not in LEVELS:
-            raise IsolationError(f"unknown isolation level {forced!r}; choose one of {', '.join(LEVELS)}")
-        return forced
-    if "level" not in _detected:
-        candidates = ["bwrap"] if shutil.which("bwrap") else []
-        candidates += ["rlimits", "uid"] if _is_root() and shutil.which("unshare") and shutil.which("setpriv") else []
-        _detected["level"] = next((level for level in candidates if _works(level)), "unprotected")
-    return _detected["level"]
+    """The strongest level that works here (found by starting a worker pool once), or `forced`."""
+    level = forced_level(forced) or detected_level()
+    if level is None:
+        from .pool import Limits, WorkerPool
+
+        pool = WorkerPool(limits=Limits(start_timeout_s=60))
+        try:
+            pool.start(verify_references=False)
+        finally:
+            pool.close()
+        level = pool.level
+    return level
 
 
 def require_isolation(level: str, required: str) -> None:

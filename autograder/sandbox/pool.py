@@ -26,7 +26,8 @@ import torch
 
 from . import wire
 from ..trusted import answer
-from .isolation import Launch, check_references, detect_level
+from .isolation import (IsolationError, Launch, candidates, check_references, detected_level, forced_level,
+                        remember_level)
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
@@ -183,7 +184,7 @@ class WorkerPool:
     """One sandboxed fork server that imported torch once; `session()` forks a fresh worker per submission."""
 
     def __init__(self, level: str | None = None, limits: Limits = Limits(), device: str = "cpu"):
-        self.level = detect_level(level)
+        self.level = forced_level(level) or detected_level()   # None: the strongest that starts
         self.limits = limits
         self.device = device
         self.process: subprocess.Popen | None = None
@@ -200,35 +201,73 @@ class WorkerPool:
         self.close()
 
     def start(self, verify_references: bool = True) -> None:
-        """Start the fork server. At the "uid" level, first refuse if a submission could read a reference."""
-        self.launch = Launch(self.level, self.limits.tmp_bytes, self.device)
-        try:
-            if self.level == "uid" and verify_references:
-                check_references(self.launch.uids[1])
-            self._start_server()
-        except BaseException:
-            self.close()
-            raise
+        """Start the fork server and wait until it is ready (`launch` then `finish`)."""
+        self.launch_server()
+        self.finish(verify_references)
 
-    def _start_server(self) -> None:
+    def launch_server(self) -> None:
+        """Start the fork server without waiting for it (it imports torch meanwhile): at the given level, or
+        else at the strongest candidate, in which case `finish` falls back to weaker ones. The start is the
+        probe, so nothing starts twice."""
+        self._untried = [self.level] if self.level else candidates()
+        self._probing = self.level is None
+        self._launch(self._untried.pop(0))
+
+    def finish(self, verify_references: bool = True) -> None:
+        """Wait for the fork server `launch_server` started. At the "uid" level, refuse if a submission could
+        read a reference."""
+        while True:
+            try:
+                self._wait_ready()
+                if not self._probing or self._runs_a_cell():
+                    break
+                failure: BaseException = WorkerCrashed(f"a worker at level {self.level!r} could not run a cell")
+            except (WorkerError, IsolationError, OSError) as error:
+                failure = error
+            self.close()
+            if not (self._probing and self._untried):
+                raise failure
+            self._launch(self._untried.pop(0))
+        if self._probing:
+            remember_level(self.level)
+        if self.level == "uid" and verify_references:
+            try:
+                check_references(self.launch.uids[1])
+            except BaseException:
+                self.close()
+                raise
+
+    def _runs_a_cell(self) -> bool:
+        with self.session() as session:
+            return session.exec_cells([{"id": "probe", "source": "import os, wave\nos.listdir('.')"}])[0].ok
+
+    def _launch(self, level: str) -> None:
+        self.level = level
+        self.launch = Launch(level, self.limits.tmp_bytes, self.device)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()
         try:
             self.process = subprocess.Popen(
                 self.launch.command(theirs.fileno()), pass_fds=(theirs.fileno(),), close_fds=True,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                env=None if self.level == "bwrap" else _clean_env(), cwd=self.launch.stage,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
+                env=None if level == "bwrap" else _clean_env(), cwd=self.launch.stage,
                 preexec_fn=self.launch.preexec)
+        except BaseException:
+            ours.close()
+            self.close()
+            raise
         finally:
             theirs.close()
         self.control = ours
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        message, self.server_pid = _receive_with_pid(ours, self.limits.start_timeout_s)
+
+    def _wait_ready(self) -> None:
+        message, self.server_pid = _receive_with_pid(self.control, self.limits.start_timeout_s)
         if not message or json.loads(message).get("op") != "ready":
-            stderr.seek(0)
-            detail = stderr.read().decode(errors="replace")[-2000:]
+            self._stderr.seek(0)
+            detail = self._stderr.read().decode(errors="replace")[-2000:]
             raise WorkerCrashed(f"the worker could not start at isolation level {self.level!r}: {detail}")
-        stderr.close()
+        self._stderr.close()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

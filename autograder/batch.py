@@ -32,6 +32,7 @@ from typing import Callable, TextIO
 from . import report
 from .discovery import Skipped, Submission, discover_all
 from .grade import Assignment, Grader, _plain, _sha256, not_graded
+from .overrides import archive_previous
 from .sandbox import Limits, WorkerPool, detect_level
 
 __all__ = ["BatchInterrupted", "OutputLock", "Submission", "discover", "grade_batch"]
@@ -187,10 +188,16 @@ def _grade_in_slot(submission: Submission, out: str) -> tuple[str, float, float,
     _state = "busy"
     try:
         result = _graded(_slot, submission)
-        report.write_result(Path(out), result)
+        _record(Path(out), result)
     finally:
         _state = "idle"
     return submission.id, result["score"], result["execution_time"], _slot.pool.level
+
+
+def _record(out: Path, result: dict) -> None:
+    """Write `result`, keeping the one it replaces in the submission's regrade history."""
+    archive_previous(out, result["extra_data"]["submission"])
+    report.write_result(out, result)
 
 
 def _graded(grader: Grader, submission: Submission) -> dict:
@@ -215,7 +222,7 @@ def _grade_here(assignment: Assignment, submission: Submission, out: Path, pool:
         pool.start()
     try:
         result = _graded(Grader(assignment, pool, limits), submission)
-        report.write_result(out, result)
+        _record(out, result)
     finally:
         if own:
             pool.close()
@@ -331,7 +338,7 @@ def grade_batch(assignment: Assignment, submissions: list[Submission], out: Path
             reason = ("the grader's process stopped while grading this submission (it may have returned "
                       "something too large to check); nothing else was affected")
             slot_level = levels[-1] if levels else detect_level(level)
-            report.write_result(out, not_graded(assignment, submission.id, submission.path, reason, slot_level))
+            _record(out, not_graded(assignment, submission.id, submission.path, reason, slot_level))
             on_done(submission.id, 0.0, 0.0, slot_level)
         report.write_grades_csv(out, assignment.item_names, assignment.version)
     return [r for r in report.read_results(out) if r["extra_data"].get("assignment") == assignment.name

@@ -234,10 +234,10 @@ def _similarity(results: list[dict], rubric: Rubric, submissions: Path | None,
 
 
 def collect(rubric: Rubric, grades_dir: Path, *, submissions: Path | None = None,
-            similarity_threshold: float = similarity.DEFAULT_THRESHOLD) -> ClassData:
+            similarity_threshold: float = similarity.DEFAULT_THRESHOLD, rubric_version: str | None = None) -> ClassData:
     """Everything the report shows, from the results in `grades_dir` with overrides applied (and written)."""
     item_names = [item.name for item in rubric.items]
-    results = overrides.write_overridden(grades_dir, rubric.assignment, item_names)
+    results = overrides.write_overridden(grades_dir, rubric.assignment, item_names, rubric_version)
     checks = {r["extra_data"]["submission"]: [c for t in r["tests"] for c in checks_of(t)] for r in results}
     concepts: dict[str, str] = {}
     for name in item_names:
@@ -287,8 +287,9 @@ def write_class_report(assignment_name: str, grades_dir: Path, *, submissions: P
     from .report_html import render  # it imports this module
 
     grades_dir = Path(grades_dir)
-    data = collect(Assignment.load(assignment_name).rubric, grades_dir, submissions=submissions,
-                   similarity_threshold=similarity_threshold)
+    assignment = Assignment.load(assignment_name)
+    data = collect(assignment.rubric, grades_dir, submissions=submissions, similarity_threshold=similarity_threshold,
+                   rubric_version=assignment.version)
     report.atomic_write(grades_dir / "concepts.csv", concepts_csv(data))
     path = grades_dir / "report.html"
     report.atomic_write(path, render(data))

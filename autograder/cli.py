@@ -70,7 +70,21 @@ def _grade(args: argparse.Namespace) -> int:
     wanted = {s.id for s in submissions}
     print(table([r for r in results if r["extra_data"]["submission"] in wanted], assignment.item_names))
     print(f"results: {out}/<submission>.json, {out}/grades.csv", file=sys.stderr)
+    _class_report(args.assignment, out)
     return 0
+
+
+def _class_report(assignment: str, out: Path, submissions: Path | None = None) -> None:
+    """Write the class report beside the results; a report that cannot be written never undoes the grading."""
+    from .class_report import write_class_report
+    from .overrides import OverrideError
+
+    try:
+        path = write_class_report(assignment, out, submissions=submissions)
+    except OverrideError as error:
+        print(f"class report not written: {error}", file=sys.stderr)
+        return
+    print(f"class report: {path}")
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -141,6 +155,7 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"  {submission}: {description(name, submission)}")
             for line in concept_lines(result):
                 print(line)
+        _class_report(name, folder / "grades", submissions=folder / "submitted")
     return 0
 
 

@@ -119,17 +119,19 @@ def apply_overrides(results: list[dict], grades_dir: Path) -> list[dict]:
     return results
 
 
-def write_overridden(grades_dir: Path, assignment: str, item_names: list[str]) -> list[dict]:
-    """Apply overrides.csv to the results of `assignment` in `grades_dir`, rewrite the result files that
-    changed and grades.csv; return the results as they now stand."""
+def write_overridden(grades_dir: Path, assignment: str, item_names: list[str],
+                     rubric_version: str | None = None) -> list[dict]:
+    """Apply overrides.csv to the results of `assignment` in `grades_dir` (of `rubric_version` when given),
+    rewrite the result files that changed and grades.csv; return the results as they now stand."""
     stored = [r for r in report.read_results(grades_dir) if isinstance(r["extra_data"], dict)
               and isinstance(r["extra_data"].get("submission"), str)
-              and r["extra_data"].get("assignment", assignment) == assignment]
+              and r["extra_data"].get("assignment", assignment) == assignment
+              and rubric_version in (None, r["extra_data"].get("rubric_version"))]
     applied = apply_overrides(stored, grades_dir)
     for before, after in zip(stored, applied):
         if before != after:
             report.write_result(grades_dir, after)
-    report.atomic_write(grades_dir / "grades.csv", report.grades_csv(applied, item_names))
+    report.write_grades_csv(grades_dir, item_names, rubric_version)
     return applied
 
 

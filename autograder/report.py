@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -76,11 +77,18 @@ def grades_csv(results: list[dict], item_names: list[str]) -> str:
 
 
 def write_grades_csv(out: Path, item_names: list[str], rubric_version: str | None = None) -> Path:
-    """grades.csv for the results in `out`; with `rubric_version`, only those it graded, so that the file
-    never mixes grades of two rubrics."""
+    """grades.csv for the results in `out`, with the TA's overrides.csv applied; with `rubric_version`, only the
+    results it graded, so that the file never mixes grades of two rubrics. A bad overrides.csv is reported
+    and leaves the engine's scores in the file: it never stops a finished batch from being written."""
+    from .overrides import OverrideError, apply_overrides  # it imports this module
+
     path = out / "grades.csv"
     results = [r for r in read_results(out)
                if rubric_version is None or r["extra_data"].get("rubric_version") == rubric_version]
+    try:
+        results = apply_overrides(results, out)
+    except OverrideError as error:
+        print(f"overrides not applied: {error}", file=sys.stderr)
     atomic_write(path, grades_csv(results, item_names))
     return path
 

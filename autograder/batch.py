@@ -118,8 +118,8 @@ def _stale(out: Path, assignment: Assignment, submissions: list[Submission], log
         extra = result["extra_data"]
         if extra.get("rubric_version") == assignment.version or extra["submission"] in wanted:
             continue
-        source = Path(extra.get("source_path") or "")
-        found = discover_all([source], assignment.name)[0] if extra.get("source_path") and os.path.lexists(source) else []
+        source = extra.get("source_path")
+        found = discover_all([Path(source)], assignment.name)[0] if source and os.path.lexists(source) else []
         if found:
             again.append(Submission(extra["submission"], found[0].path, found[0].refused))
         else:

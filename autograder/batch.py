@@ -119,8 +119,8 @@ def _stale(out: Path, assignment: Assignment, submissions: list[Submission], log
         extra = result["extra_data"]
         if extra.get("rubric_version") == assignment.version or extra["submission"] in wanted:
             continue
-        source = Path(extra.get("source_path") or "")
-        found = discover_all([source], assignment.name)[0] if extra.get("source_path") and os.path.lexists(source) else []
+        source = extra.get("source_path")
+        found = discover_all([Path(source)], assignment.name)[0] if source and os.path.lexists(source) else []
         if found:
             again.append(Submission(extra["submission"], found[0].path, found[0].refused))
         else:
@@ -148,10 +148,17 @@ def _stop_slot(signum: int, frame: object) -> None:
     """SIGTERM from the batch: stop what this slot is doing now."""
     global _state
     if _state == "busy":
-        raise _Interrupted()
+        raise _Interrupted()  # unwinds the grading, which closes the submission's session on its way out
     if _state == "idle":
-        raise SystemExit(0)   # leave quietly; multiprocessing's finalizers close the worker pool
-    _state = "stopping"       # starting: skip the rest of the start-up and take no work
+        _leave()
+    _state = "stopping"       # starting: skip the rest of the start-up, then leave
+
+
+def _leave() -> None:
+    """End this slot at once: close its worker pool and skip the interpreter's teardown (seconds with torch)."""
+    if _slot is not None:
+        _slot.pool.close()
+    os._exit(0)
 
 
 def _init_slot(assignment: str, level: str | None, limits: Limits, device: str) -> None:
@@ -171,8 +178,9 @@ def _init_slot(assignment: str, level: str | None, limits: Limits, device: str) 
         _slot = Grader(Assignment.load(assignment), pool, limits)
     except (Exception, SystemExit) as error:  # noqa: BLE001 - reported by the first task (else only logged)
         _slot_error = _plain(error)
-    finally:
-        _state = "idle" if _state == "starting" else _state
+    if _state == "stopping":
+        _leave()
+    _state = "idle"
 
 
 def _slot_ready() -> None:
@@ -183,12 +191,12 @@ def _slot_ready() -> None:
 def _grade_in_slot(submission: Submission, out: str) -> tuple[str, float, float, str]:
     global _state
     _slot_ready()
-    if _state == "stopping":
-        raise _Interrupted()
     _state = "busy"
     try:
         result = _graded(_slot, submission)
         _record(Path(out), result)
+    except _Interrupted:
+        _leave()
     finally:
         _state = "idle"
     return submission.id, result["score"], result["execution_time"], _slot.pool.level
@@ -331,7 +339,8 @@ def grade_batch(assignment: Assignment, submissions: list[Submission], out: Path
                 killers = _Slots(out, jobs, (assignment.name, level, limits, device), on_done).grade(todo)
         except KeyboardInterrupt:
             report.write_grades_csv(out, assignment.item_names, assignment.version)
-            raise BatchInterrupted(f"interrupted: {finished[0]} of {len(todo)} submission(s) graded in this run; "
+            graded = sum(_is_current(out, s, assignment.version) for s in todo)
+            raise BatchInterrupted(f"interrupted: {graded} of {len(todo)} submission(s) graded in this run; "
                                    f"finished results are kept in {out} and in its grades.csv. Run the same "
                                    "command again to grade the rest.") from None
         for submission in killers:

@@ -2,8 +2,9 @@
 
 A `Hostile` case replaces the code of some solution cells of the reference
 submission (the rest stays honest); a `Broken` case rewrites the notebook
-file itself; a `Placed` case lays a notebook out another way, or links to one. `scores` gives the points each item must earn; `says` is a
-phrase that must appear in that item's feedback or in the notes.
+file itself; a `Placed` case lays a notebook out another way, or links to
+one. `scores` gives the points each item must earn; `says` is a phrase that
+must appear in that item's feedback or in the notes.
 """
 from __future__ import annotations
 

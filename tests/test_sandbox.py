@@ -445,7 +445,8 @@ print(json.dumps({'level': level, 'spied': spied.ok, 'spy_error': spied.error_ty
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
 def test_in_a_container_without_cap_sys_admin_the_uid_level_grades_and_hides_the_references(attention_samples,
                                                                                              tmp_path):
-    notebooks = [attention_samples / name / "attention" / "attention.ipynb" for name in ("reference", "mask_hides_diagonal")]
+    notebooks = [attention_samples / name / "attention" / "attention.ipynb"
+                 for name in ("reference", "mask_hides_diagonal")]
     process = subprocess.Popen(["unshare", "--mount", "--propagation", "private", sys.executable,
                                 str(ROOT / "tests" / "unprivileged_container.py"), sys.executable, "-c",
                                 IN_THE_CONTAINER, *map(str, notebooks), str(tmp_path / "out")],

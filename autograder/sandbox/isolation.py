@@ -63,6 +63,7 @@ WORKER_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = WORKER_DIR.parent.parent
 WORKER_FILES = ("worker.py", "wire.py", "seccomp.py")
 SANDBOX_WORKER_DIR = "/grader"
+STAGE_PREFIX = "autograder-stage-"
 ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
        "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
@@ -202,6 +203,14 @@ def _bwrap_disables_userns() -> bool:
     return "--disable-userns" in help_text
 
 
+def _remove_stale_stages() -> None:
+    """Remove the stages of graders that were killed before they could clean up (their pid is gone)."""
+    for stage in glob.glob(f"/run/{STAGE_PREFIX}*-*"):
+        pid = stage.removeprefix(f"/run/{STAGE_PREFIX}").split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(stage, ignore_errors=True)
+
+
 class Launch:
     """Builds the command that starts the fork server at a given level, and owns what it needs on disk."""
 
@@ -219,7 +228,9 @@ class Launch:
             self.uids = range(base, base + UID_BLOCK)
         self.next_uid = 0
         # As root the stage lives in /run, so that the sandbox can cover /tmp with a small tmpfs of its own.
-        self.stage = Path(tempfile.mkdtemp(prefix="autograder-stage-", dir="/run" if _is_root() else None))
+        if _is_root():
+            _remove_stale_stages()
+        self.stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-", dir="/run" if _is_root() else None))
         os.chmod(self.stage, 0o755)
 
     def cleanup(self) -> None:

@@ -161,8 +161,8 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False):
     big = torch.ones(4000, 4000)
     while True:
         big = big @ big
-"""}, {"causal_mask": 2.0, "scaled_dot_product_attention": 0.0, "MultiHeadAttention": 1.0}, "timed out",
-        "scaled_dot_product_attention"),  # MultiHeadAttention still refuses bad sizes before it attends
+"""}, {"causal_mask": 2.0, "scaled_dot_product_attention": 0.0, "MultiHeadAttention": 5.0}, "timed out",
+        "scaled_dot_product_attention"),  # MultiHeadAttention is graded with a trusted SDPA
     Hostile("ignores_signals_and_sleeps", {"causal_mask": """
 import signal, time
 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGXCPU):

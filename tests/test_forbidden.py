@@ -104,3 +104,32 @@ def test_a_flagging_rule_records_the_use_and_keeps_the_points():
     assert "no points taken off" in test["output"]
     clean = _with_forbidden(item_result(5.0), item, Counter())
     assert clean["extra_data"]["forbidden"] == [] and clean["output"] == "✓ matches"
+
+
+def task_text(cells: list[dict], item: str) -> str:
+    """The markdown between the previous solution cell and the solution cell of `item`: that task's statement."""
+    text: list[str] = []
+    for cell in cells:
+        grading = cell.get("metadata", {}).get("nbgrader", {})
+        if cell["cell_type"] == "code" and grading.get("solution"):
+            if grading.get("grade_id") == item:
+                return "".join(text)
+            text = []
+        elif cell["cell_type"] == "markdown":
+            text.append("".join(cell["source"]))
+    raise AssertionError(f"no solution cell for {item}")
+
+
+def test_every_forbidden_call_is_forbidden_in_its_tasks_text():
+    import json
+
+    from autograder.build import source_path
+    from autograder.grade import Assignment, known_assignments
+
+    for name in known_assignments():
+        rubric = Assignment.load(name).rubric
+        cells = json.loads(source_path(name).read_text())["cells"]
+        for item in rubric.items:
+            for rule in item.forbidden:
+                statement = task_text(cells, item.name)
+                assert "Not allowed in this task" in statement and f"`{rule.call}`" in statement, (name, rule.call)

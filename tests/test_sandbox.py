@@ -463,3 +463,26 @@ def test_in_a_container_without_cap_sys_admin_the_uid_level_grades_and_hides_the
     wrong = json.loads((tmp_path / "out" / "mask_hides_diagonal.json").read_text())
     assert reference["score"] == sum(t["max_score"] for t in reference["tests"]) > wrong["score"]
     assert reference["extra_data"]["isolation"] == "uid"
+
+
+# --- a grader installed under a folder each submission gets fresh ---------------------------------------
+
+KEPT_PROBE = """
+import sys
+from autograder.sandbox import WorkerPool
+with WorkerPool(level=sys.argv[1]) as pool, pool.session() as session:
+    cell = session.exec_cells([{"id": "probe", "source": "import hypothesis"}])[0]
+print("imported" if cell.ok else cell.error)
+"""
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_a_grader_whose_environment_lives_under_tmp_still_imports_from_it(tmp_path, level):
+    """CI may clone the project under /tmp: each submission's fresh /tmp must not hide the environment the
+    worker imports from (a module the fork server did not import loads from it long after the start)."""
+    os.chmod(tmp_path, 0o755)  # the pool's users must be able to reach it, as they reach a clone
+    venv = tmp_path / "venv"
+    venv.symlink_to(sys.prefix)   # the project's environment, as a path under /tmp
+    run = subprocess.run([str(venv / "bin" / "python"), "-c", KEPT_PROBE, level], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert run.stdout.strip().endswith("imported"), run.stdout + run.stderr

@@ -254,6 +254,7 @@ class Launch:
                                                               if os.path.isdir(f) and not os.path.islink(f)]}
         return {"sandboxed": self.level == "bwrap", "namespaces": self.level in private,
                 "private_dirs": private.get(self.level, []), "tmp_bytes": self.tmp_bytes,
+                "keep": sorted({sys.prefix, sys.base_prefix}),
                 "read_only_root": self.level == "rlimits",
                 "scratch": str(self.stage / "scratch") if self.level == "uid" else None,
                 "sweep_dirs": list(world_writable_dirs()) if self.level == "uid" else []}

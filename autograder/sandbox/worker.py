@@ -46,7 +46,7 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 0x40000
 SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 0x1
 
 
@@ -374,7 +374,16 @@ def _enter_namespaces(config: dict) -> None:
     _check(LIBC.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mounting /proc")
     options = f"size={config['tmp_bytes']},mode=1777".encode()
     for folder in config["private_dirs"]:
+        # What the worker runs from (a virtual environment in a clone under /tmp, say) stays where it was: held
+        # open before the fresh tmpfs covers it, then bound back in place from that handle.
+        kept = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in config["keep"]
+                if os.path.commonpath([path, folder]) == folder and os.path.isdir(path)]
         _check(LIBC.mount(b"tmpfs", folder.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options), f"mounting {folder}")
+        for path, handle in kept:
+            os.makedirs(path, exist_ok=True)
+            _check(LIBC.mount(f"/proc/self/fd/{handle}".encode(), path.encode(), None, MS_BIND | MS_REC, None),
+                   f"keeping {path}")
+            os.close(handle)
 
 
 def _home(config: dict, uid: int | None) -> str:

@@ -30,6 +30,7 @@ from autograder.gradescope import package
 
 pytestmark = [pytest.mark.grader, pytest.mark.xdist_group("release")]
 
+ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "attention"
 POINTS = {"causal_mask": 2.0, "scaled_dot_product_attention": 5.0, "MultiHeadAttention": 5.0}
 
@@ -447,9 +448,14 @@ def container(zip_path) -> Path:
     whose standard library under /root an unprivileged user could not read) and pip's own configuration."""
     if not image_python_ok():
         pytest.skip(f"no python3 3.10 or newer with venv on {IMAGE_PATH}")
-    # Not under pytest's private temporary folders: student code, as another user, must reach the venv in it.
-    root = gradescope_tree(zip_path, Path(tempfile.mkdtemp(prefix="gradescope-container-")))
+    # Not under pytest's private temporary folders (student code, as another user, must reach the venv in it)
+    # nor under /tmp (the sandbox gives each submission a /tmp of its own); /autograder is neither.
+    (ROOT / "build").mkdir(exist_ok=True)
+    root = gradescope_tree(zip_path, Path(tempfile.mkdtemp(prefix="gradescope-container-", dir=ROOT / "build")))
     os.chmod(root, 0o755)
+    blocked = [p for p in root.parents if not p.stat().st_mode & 0o001]
+    if blocked:
+        pytest.skip(f"{blocked[0]} does not let other users through, as every folder above /autograder does")
     env = {"PATH": IMAGE_PATH, "HOME": os.environ.get("HOME", "/root"), "GRADESCOPE_ROOT": str(root)}
     start = time.perf_counter()
     setup = subprocess.run(["bash", str(root / "source" / "setup.sh")], env=env, capture_output=True, text=True,
@@ -534,7 +540,6 @@ def test_fresh_container_keeps_the_references_from_hostile_code(container, grade
 
 # --- Python 3.10, the base image's own Python on Gradescope ------------------------------------------------
 
-ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted(p for folder in ("autograder", "solutions") for p in (ROOT / folder).rglob("*.py"))
 # Standard-library names that appeared in Python 3.11 or later (none of them may be used by the grader).
 NEWER_IMPORTS = {"tomllib", "wsgiref.types", "typing.Self", "typing.LiteralString", "typing.Never",

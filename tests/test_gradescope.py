@@ -530,11 +530,7 @@ def test_fresh_container_keeps_the_references_from_hostile_code(container, grade
                               capture_output=True, text=True).stdout.split()
     assert readable == [], f"readable by an unprivileged user: {readable}"
     assert (container / "source" / "solutions" / "__pycache__").is_dir()  # compiled by setup.sh, not left out
-    if hostile["extra_data"]["isolation"] == "unprotected":
-        # INTEGRATOR (issue 13 item 2): no level whose worker starts without CAP_SYS_ADMIN has landed in
-        # autograder/sandbox yet, so student code ran as root and could read the references. Once it lands,
-        # `level_works_in_container` finds it and the assertion below runs instead of this xfail.
-        pytest.xfail("no isolation level works without CAP_SYS_ADMIN yet: graded 'unprotected'")
+    assert hostile["extra_data"]["isolation"] != "unprotected", "no level contained the student without CAP_SYS_ADMIN"
     assert scores(hostile) == {"causal_mask": 2.0, "scaled_dot_product_attention": 0.0, "MultiHeadAttention": 5.0}
 
 

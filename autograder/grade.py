@@ -344,8 +344,6 @@ def not_graded(assignment: Assignment, submission_id: str, path: Path, reason: s
 
 def _with_forbidden(test: dict, item: Item, uses: Counter) -> dict:
     """Record in `test` the item's forbidden calls that were used, and take off what the rubric deducts."""
-    if not item.forbidden:
-        return test
     found, lines = [], []
     for rule in item.forbidden:
         count = uses.get(rule.call, 0)

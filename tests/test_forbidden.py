@@ -3,12 +3,13 @@ the grader records them per item and deducts what the rubric says."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 import torch
 
 from autograder.grade import _with_forbidden
-from autograder.rubric import Forbidden, Item
+from autograder.rubric import Forbidden
 from autograder.rubrics.attention import RUBRIC
 from autograder.sandbox import Limits, WorkerPool
 
@@ -87,7 +88,7 @@ def item_result(score: float) -> dict:
 
 
 def test_a_deducting_rule_takes_points_off_and_says_so():
-    item = Item("f", 5.0, (), forbidden=(Forbidden(SDPA, deduct=3.0),))
+    item = replace(RUBRIC.item("scaled_dot_product_attention"), forbidden=(Forbidden(SDPA, deduct=3.0),))
     test = _with_forbidden(item_result(5.0), item, Counter({SDPA: 7}))
     assert test["score"] == 2.0 and test["status"] == "failed"
     assert test["extra_data"]["forbidden"] == [{"call": SDPA, "count": 7, "deducted": 3.0}]
@@ -97,7 +98,7 @@ def test_a_deducting_rule_takes_points_off_and_says_so():
 
 
 def test_a_flagging_rule_records_the_use_and_keeps_the_points():
-    item = Item("f", 5.0, (), forbidden=(Forbidden(SDPA),))
+    item = replace(RUBRIC.item("scaled_dot_product_attention"), forbidden=(Forbidden(SDPA),))
     test = _with_forbidden(item_result(5.0), item, Counter({SDPA: 2, "something else": 4}))
     assert test["score"] == 5.0 and test["status"] == "passed"
     assert test["extra_data"]["forbidden"] == [{"call": SDPA, "count": 2, "deducted": 0.0}]

@@ -49,12 +49,13 @@ class Call:
         return self.names[index] if index < len(self.names) else f"argument {index}"
 
 
-def signature(check_id: str, mismatch: Mismatch) -> str:
+def signature(check_id: str, mismatch: Mismatch, form: str = "") -> str:
     """A stable name for a mismatch: check, part that differed (numbers and parenthesised details dropped),
-    and kind of difference. Two submissions with the same mistake get the same string."""
+    kind of difference, and the form of the minimal input (`input_form`). Two submissions with the same mistake
+    get the same string; an unscaled softmax and an inverted mask, both "values differ", do not."""
     what = re.sub(r"\([^)]*\)", "", mismatch.what)
     what = re.sub(r"\d+", "#", what).strip()
-    return f"{check_id}|{what}|{mismatch.kind}"
+    return "|".join(part for part in (check_id, what, mismatch.kind, form) if part)
 
 
 def raised(target: str, error: StudentRaised) -> Mismatch:

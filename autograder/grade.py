@@ -171,7 +171,7 @@ def _check_record(item: Item, outcome: Outcome, points: float) -> dict:
     if outcome.passed:
         sig = None
     elif outcome.mismatch is not None:
-        sig = signature(check.id, outcome.mismatch)
+        sig = signature(check.id, outcome.mismatch, outcome.form)
     else:
         sig = f"{check.id}|{'worker_lost' if outcome.worker_lost else 'not_run'}"
     return {"id": check.id, "title": check.title, "passed": outcome.passed, "points": points,

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Flaky
 from hypothesis.internal.conjecture import providers
 
-from .common.compare import Mismatch, describe_example
+from .common.compare import Mismatch, describe_example, input_form
 from .rubric import Check
 from .sandbox import WorkerError
 
@@ -55,6 +55,7 @@ class Outcome:
     seconds: float = 0.0
     mismatch: Mismatch | None = None  # what differed on the minimal failing input
     example: str | None = None        # that input as shown to the student
+    form: str = ""                    # that input's form without its values (see input_form)
 
 
 def run_check(check: Check, student: object) -> Outcome:
@@ -102,7 +103,8 @@ def run_check(check: Check, student: object) -> Outcome:
 def _failed(check: Check, failure: _Failed, start: float) -> Outcome:
     example = describe_example(failure.example) if check.show_example else None
     return Outcome(check, False, _failure_text(check, failure), seconds=time.perf_counter() - start,
-                   mismatch=failure.mismatch, example=example)
+                   mismatch=failure.mismatch, example=example,
+                   form=input_form(failure.example) if check.show_example else "")
 
 
 def _failure_text(check: Check, failure: _Failed) -> str:

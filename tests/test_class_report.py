@@ -54,13 +54,14 @@ def contract_result(student: str, notebook: Path) -> dict:
                 mistakes[item.name, check.id] = NOT_DONE
     tests = []
     for item in RUBRIC.items:
-        total_weight = sum(c.weight for c in item.checks)
+        core_failed = any(check.core and (item.name, check.id) in mistakes for check in item.checks)
         checks = []
         for check in item.checks:
             signature = mistakes.get((item.name, check.id))
-            share = item.points * check.weight / total_weight
+            share = item.points_of(check)
+            earned = 0.0 if signature or (core_failed and not check.core) else share  # the engine's gating
             checks.append({"id": check.id, "title": check.title, "passed": signature is None,
-                           "points": 0.0 if signature else share, "max_points": share, "signature": signature,
+                           "points": earned, "max_points": share, "signature": signature,
                            "example": f"smallest input for {signature}" if signature else None,
                            "message": f"{item.name}: {signature}" if signature else None, "hint": check.hint})
         score = sum(c["points"] for c in checks)
@@ -198,11 +199,12 @@ def write_overrides(grades: Path, rows: list[str]) -> None:
 
 
 def test_overrides_apply_to_results_grades_csv_and_report(grades):
+    engine = next(t["score"] for t in json.loads((grades / "dev.json").read_text())["tests"]
+                  if t["name"] == "scaled_dot_product_attention")
     write_overrides(grades, ["dev,scaled_dot_product_attention,4.5,scaling is right in the written answer"])
     path = write_class_report("attention", grades)
     dev = json.loads((grades / "dev.json").read_text())
     sdpa = next(t for t in dev["tests"] if t["name"] == "scaled_dot_product_attention")
-    engine = round(5 * 2 / 6, 4)
     assert sdpa["score"] == 4.5 and sdpa["extra_data"]["override"]["original_score"] == engine
     assert dev["score"] == 2 + 4.5 and dev["extra_data"]["override"]["original_score"] == pytest.approx(2 + engine)
     rows = {r["submission"]: r for r in csv.DictReader(io.StringIO((grades / "grades.csv").read_text()))}
@@ -246,7 +248,7 @@ def test_regrading_keeps_the_history_and_the_report_shows_the_change(grades):
     report.write_result(grades, regraded)
     assert archive_previous(grades, "missing-student") is None
     html = write_class_report("attention", grades).read_text()
-    assert "scaled_dot_product_attention: 1.67 → 5" in html
+    assert "scaled_dot_product_attention: 0 → 5" in html, "finn's inverted mask failed the core check"
     archive_previous(grades, "finn")
     assert [p.name for p in archived(grades, "finn")] == ["0001.json", "0002.json"]
 

@@ -55,6 +55,21 @@ def describe_example(example: object) -> str:
     return "\n".join(f"    {key} = {describe(value)}" for key, value in fields.items())
 
 
+def input_form(example: object) -> str:
+    """The form of an example without its values: each argument's dtype and shape, or its type (flags, sizes
+    and None as they are). The minimal inputs of one mistake share a form; those of different mistakes rarely do."""
+    fields = example.shown() if hasattr(example, "shown") else {"input": example}
+    parts = []
+    for name, value in fields.items():
+        if isinstance(value, torch.Tensor):
+            parts.append(f"{name}:{str(value.dtype).removeprefix('torch.')}{list(value.shape)}")
+        elif value is None or isinstance(value, (bool, int, str)):
+            parts.append(f"{name}={value!r}")
+        else:
+            parts.append(f"{name}:{type(value).__name__}")
+    return ",".join(parts)
+
+
 def _format_values(t: torch.Tensor) -> str:
     values = t.detach().cpu()
     if values.dtype in (torch.bfloat16, torch.float16):

@@ -1,11 +1,13 @@
 """Shared test set-up: one hypothesis profile, a device parameter, and one release + grading of the samples.
 
-Everything that releases notebooks or grades the sample corpus carries
-`xdist_group("release")`, so under `pytest -n 2 --dist loadgroup` it runs in
-one worker and the expensive fixtures below are built once.
+The notebooks are released once per test run (a lock keeps two workers from
+releasing at once). Tests that grade the sample corpus carry
+`xdist_group("release")`, so under `pytest -n 2 --dist loadgroup` they run in
+one worker and the expensive grading fixtures below are built once.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -32,12 +34,22 @@ def device(request) -> str:
 
 @pytest.fixture(scope="session")
 def released() -> dict[str, Path]:
-    """Every notebook released once: name -> released notebook."""
-    from autograder.build import assignment_names
-    from autograder.release import release
+    """Every notebook released once per test run, by whichever worker asks first: name -> released notebook.
+    Other workers wait on the lock and reuse that release, so none reads a release another is rewriting."""
+    from autograder.build import ROOT, assignment_names
+    from autograder.release import release, released_notebook
 
     names = assignment_names()
-    return dict(zip(names, release(names)))
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"pid-{os.getpid()}")
+    stamp = ROOT / "build" / "released-for-test-run"
+    stamp.parent.mkdir(exist_ok=True)
+    with open(ROOT / "build" / "release.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stamp.exists() or stamp.read_text() != run:
+            stamp.unlink(missing_ok=True)
+            release(names)
+            stamp.write_text(run)
+    return {name: released_notebook(name) for name in names}
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ from autograder.trusted import answer
 
 from .test_idioms import CORPUS, expected
 
+pytestmark = pytest.mark.grader
+
 GRADED = known_assignments()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL = {"solutions", "autograder", "course_checks", "nli_data", "tests", "conftest", "wire", "worker"}
+LOCAL = {"solutions", "autograder", "course_checks", "nli_data", "tests", "conftest", "wire", "worker", "seccomp"}
 CODE_DIRS = ("solutions", "autograder", "tests", "assignments")
 
 

@@ -143,15 +143,15 @@ def students(release: nbformat.NotebookNode) -> dict[str, tuple[nbformat.Noteboo
     return {
         "complete": (answered(release), FULL),
         "untouched": (release, dict.fromkeys(FULL, 0.0)),
-        # The attention cell and both written answers deleted: MultiHeadAttention calls the missing function,
-        # so it keeps only the points of its argument check.
+        # The attention cell and both written answers deleted: MultiHeadAttention, graded with a trusted
+        # stand-in for the function it calls, is not charged for the missing one.
         "deleted": (without(answered(release), "scaled_dot_product_attention", *ANSWERS),
-                    {**FULL, "scaled_dot_product_attention": 0.0, "MultiHeadAttention": None}),
-        # causal_mask emptied to `pass`; attention forgets the 1/sqrt(E) scaling (partial credit, here and in
-        # MultiHeadAttention, which calls it).
+                    {**FULL, "scaled_dot_product_attention": 0.0}),
+        # causal_mask emptied to `pass`; attention forgets the 1/sqrt(E) scaling, which fails its core check
+        # (and so earns no convention points); MultiHeadAttention, which calls it, is not charged again.
         "emptied": (answered(release, causal_mask="def causal_mask(seq_len, *, device=None):\n    pass\n",
                              scaled_dot_product_attention=SDPA.replace("LOGITS", UNSCALED)),
-                    {"causal_mask": 0.0, "scaled_dot_product_attention": None, "MultiHeadAttention": None}),
+                    {**FULL, "causal_mask": 0.0, "scaled_dot_product_attention": 0.0}),
         "commented": (answered(release, MultiHeadAttention="# I ran out of time for this one\n"),
                       {**FULL, "MultiHeadAttention": 0.0}),
         "renamed": (answered(release, causal_mask=CAUSAL_MASK.replace("def causal_mask", "def make_causal_mask")),

@@ -256,8 +256,8 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False):
     if is_causal:
         scores = scores.masked_fill(~torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril(), float('-inf'))
     return torch.softmax(scores, -1).nan_to_num(0.0) @ v
-"""}, {"causal_mask": 2.0, "scaled_dot_product_attention": 0.8333, "MultiHeadAttention": 1.0},
-        "could not be checked on what your code returned", "scaled_dot_product_attention"),  # only ValueError holds
+"""}, {"causal_mask": 2.0, "scaled_dot_product_attention": 0.0, "MultiHeadAttention": 5.0},
+        "should return 2 values as a tuple", "scaled_dot_product_attention"),  # MultiHeadAttention: trusted SDPA
     Hostile("wrong_only_the_first_time", {"causal_mask": """
 _seen = set()
 def causal_mask(seq_len, *, device=None):

@@ -173,8 +173,8 @@ def _grade(assignment: str, notebook: Path, level: str) -> dict:
 
 def _located(result: dict, notebook: Path, folder: Path, notes: list[str]) -> dict:
     """`result` with where the graded notebook was found and the notes about finding it."""
-    if notebook.exists():
-        result["extra_data"].setdefault("source_path", notebook.relative_to(folder).as_posix())
+    if notebook.exists():  # relative to the submission: the container's paths mean nothing to the student
+        result["extra_data"]["source_path"] = notebook.relative_to(folder).as_posix()
     result["extra_data"]["notes"] = notes + result["extra_data"].get("notes", [])
     return result
 

@@ -280,9 +280,9 @@ def test_grading_requirements_follow_what_set_up_cells_import(tmp_path, monkeypa
 
 
 def test_visibility_options_are_checked_against_the_rubric(released_attention):
-    assert gradescope.parse_visibility(["causal_mask=hidden", "MultiHeadAttention/rejects_bad_arguments="
+    assert gradescope.parse_visibility(["causal_mask=hidden", "MultiHeadAttention/bad_arguments="
                                         "after_due_date"], ASSIGNMENT) == {
-        "causal_mask": "hidden", "MultiHeadAttention/rejects_bad_arguments": "after_due_date"}
+        "causal_mask": "hidden", "MultiHeadAttention/bad_arguments": "after_due_date"}
     with pytest.raises(SystemExit, match="no item or check 'causal'"):
         gradescope.parse_visibility(["causal=hidden"], ASSIGNMENT)
     with pytest.raises(SystemExit, match="LEVEL one of"):

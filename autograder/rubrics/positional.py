@@ -66,7 +66,7 @@ RUBRIC = Rubric(
         Item("apply_rotary", 2.0, (
             matches_reference("apply_rotary", ref.apply_rotary, rotary_calls(), check_id="core", core=True,
                               weight=1.3, title="rotates each pair (x[2i], x[2i+1]) by position * base**(-2i/D)",
-                              sentence="`out[..., 2i] = x[..., 2i] cos θ_i - x[..., 2i+1] sin θ_i`",
+                              sentence="`out[..., 2i] = x[..., 2i] cos a_i - x[..., 2i+1] sin a_i`",
                               hint=ROTARY_HINT),
             matches_reference("apply_rotary", ref.apply_rotary, rotary_calls(), check_id="dtype_device",
                               aspect="dtype_device", weight=0.2, max_examples=SMALL, title="keeps the dtype of x",

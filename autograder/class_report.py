@@ -223,6 +223,8 @@ def _similarity(results: list[dict], rubric: Rubric, submissions: Path | None,
     if not notebooks:
         return [], ("not computed: the results do not say where the notebooks are; "
                     "run `report` with --submissions PATH (the folder that was graded)")
+    if len(notebooks) < 2:
+        return [], "not computed: one notebook has nothing to be compared with"
     names = [item.name for item in rubric.items]
     starter = similarity.starter_prints(_released(rubric.assignment))
     codes = [similarity.load_code(student, path, names, starter) for student, path in sorted(notebooks.items())]

@@ -88,13 +88,16 @@ def _traversable_by_nobody(path: Path) -> bool:
 
 
 def _process_uids() -> dict[int, int]:
-    """The real user id of every process running now, by pid."""
+    """The real user id of every process running now, by pid. Zombies are left out: they are already dead,
+    and waiting for their parents to reap them would make every sweep slow."""
     found = {}
     for entry in os.listdir("/proc"):
         try:
             with open(f"/proc/{entry}/status") as status:
-                found[int(entry)] = next(int(line.split()[1]) for line in status if line.startswith("Uid:"))
-        except (OSError, ValueError, StopIteration):
+                fields = dict(line.split(":", 1) for line in status if ":" in line)
+            if not fields["State"].split()[0] == "Z":
+                found[int(entry)] = int(fields["Uid"].split()[0])
+        except (OSError, ValueError, KeyError, IndexError):
             pass
     return found
 

@@ -29,7 +29,7 @@ from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Callable, TextIO
 
-from . import report
+from . import replays, report
 from .discovery import Skipped, Submission, discover_all
 from .grade import Assignment, Grader, _plain, _sha256, not_graded
 from .overrides import archive_previous
@@ -161,7 +161,7 @@ def _leave() -> None:
     os._exit(0)
 
 
-def _init_slot(assignment: str, level: str | None, limits: Limits, device: str) -> None:
+def _init_slot(assignment: str, level: str | None, limits: Limits, device: str, replay: bool) -> None:
     global _slot, _slot_error, _state
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # a terminal's Ctrl-C reaches every slot: the batch decides
     signal.signal(signal.SIGTERM, _stop_slot)
@@ -175,7 +175,8 @@ def _init_slot(assignment: str, level: str | None, limits: Limits, device: str) 
         pool.start()
         # Job slots end through multiprocessing, which runs its finalizers but not atexit handlers.
         Finalize(pool, pool.close, exitpriority=10)
-        _slot = Grader(Assignment.load(assignment), pool, limits)
+        loaded = Assignment.load(assignment)
+        _slot = Grader(loaded, pool, limits, replays=replays.prepared(loaded) if replay else None)
     except (Exception, SystemExit) as error:  # noqa: BLE001 - reported by the first task (else only logged)
         _slot_error = _plain(error)
     if _state == "stopping":
@@ -218,7 +219,7 @@ def _graded(grader: Grader, submission: Submission) -> dict:
 
 
 def _grade_here(assignment: Assignment, submission: Submission, out: Path, pool: WorkerPool | None, level: str | None,
-                limits: Limits, device: str) -> tuple[str, float, float, str]:
+                limits: Limits, device: str, replay: bool) -> tuple[str, float, float, str]:
     """Grade one submission in this process, as a job slot would, without starting a slot (a cold start costs
     less: this is the path of a single regrade and of Gradescope). Uses `pool` if given, else starts one."""
     import torch
@@ -229,7 +230,8 @@ def _grade_here(assignment: Assignment, submission: Submission, out: Path, pool:
         pool = WorkerPool(level=level, limits=limits, device=device)
         pool.start()
     try:
-        result = _graded(Grader(assignment, pool, limits), submission)
+        result = _graded(Grader(assignment, pool, limits, replays=replays.prepared(assignment) if replay else None),
+                         submission)
         _record(out, result)
     finally:
         if own:
@@ -309,10 +311,12 @@ class _Slots:
 
 def grade_batch(assignment: Assignment, submissions: list[Submission], out: Path, *, jobs: int = 1,
                 force: bool = False, level: str | None = None, limits: Limits = Limits(),
-                device: str = "cpu", progress: TextIO | None = sys.stderr, pool: WorkerPool | None = None) -> list[dict]:
+                device: str = "cpu", progress: TextIO | None = sys.stderr, pool: WorkerPool | None = None,
+                replay: bool = True) -> list[dict]:
     """Grade every submission not already graded in `out` with this rubric version, and any stale result whose
     notebook is still there; write grades.csv; return the results of this version in `out`. A single
-    submission to grade is graded in this process (with `pool` if given); more go to `jobs` job slots.
+    submission to grade is graded in this process (with `pool` if given); more go to `jobs` job slots. With
+    `replay`, every check first tries the examples the reference passes (see `autograder.replays`; same grades).
 
     Raises BatchInterrupted on Ctrl-C, after writing grades.csv for what is finished."""
     with OutputLock(out):
@@ -334,9 +338,9 @@ def grade_batch(assignment: Assignment, submissions: list[Submission], out: Path
         try:
             if len(todo) == 1:
                 killers = []
-                on_done(*_grade_here(assignment, todo[0], out, pool, level, limits, device))
+                on_done(*_grade_here(assignment, todo[0], out, pool, level, limits, device, replay))
             else:
-                killers = _Slots(out, jobs, (assignment.name, level, limits, device), on_done).grade(todo)
+                killers = _Slots(out, jobs, (assignment.name, level, limits, device, replay), on_done).grade(todo)
         except KeyboardInterrupt:
             report.write_grades_csv(out, assignment.item_names, assignment.version)
             graded = sum(_is_current(out, s, assignment.version) for s in todo)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 import torch
 from hypothesis import strategies as st
 
 from .common.compare import Mismatch, compare_tensors, describe
-from .rubric import Check
+from .rubric import EXAMPLES, Check
 from .student import Student, StudentRaised
 
 ASPECTS = ("values", "dtype_device", "inputs_untouched", "gradient")
@@ -167,16 +168,23 @@ def _reference_gradients(reference: Callable, call: Call) -> tuple[list, list, l
 
 def matches_reference(target: str, reference: Callable, strategy: st.SearchStrategy, *, check_id: str,
                       title: str, sentence: str, hint: str, aspect: str = "values", core: bool = False,
-                      parts: tuple[str, ...] = (), max_examples: int = 100, weight: float = 1.0) -> Check:
+                      parts: tuple[str, ...] = (), max_examples: int = EXAMPLES, weight: float = 1.0) -> Check:
     """`strategy` draws `Call`s; the student's `target` must agree with `reference` in `aspect`:
     "values", "dtype_device", "inputs_untouched" or "gradient" (of the arguments at `call.grad_inputs`)."""
     if aspect not in ASPECTS:
         raise ValueError(f"aspect must be one of {ASPECTS}, got {aspect!r}")
 
-    def run(call: Call, student: Student) -> Mismatch | None:
+    def expect(call: Call) -> Any:
+        if aspect == "gradient":
+            return _reference_gradients(reference, call)
+        if aspect == "inputs_untouched":
+            return None
+        return reference(*_clone(call.args), **_clone(call.kwargs))
+
+    def run(call: Call, expected: Any, student: Student) -> Mismatch | None:
         student.seed = call.seed
         if aspect == "gradient":
-            outputs, grad_outputs, expected_grads = _reference_gradients(reference, call)
+            outputs, grad_outputs, expected_grads = expected
             try:
                 received, _, got_grads = student.call_with_gradients(target, call.args, call.kwargs,
                                                                      call.grad_inputs, grad_outputs)
@@ -188,7 +196,6 @@ def matches_reference(target: str, reference: Callable, strategy: st.SearchStrat
                 mismatch = mismatch or compare_gradient(expected_grads[position], got,
                                                         f"gradient of {call.arg_name(index)}")
             return mismatch
-        expected = reference(*_clone(call.args), **_clone(call.kwargs))
         try:
             received, args_after = student.call(target, call.args, call.kwargs)
         except StudentRaised as error:
@@ -199,7 +206,8 @@ def matches_reference(target: str, reference: Callable, strategy: st.SearchStrat
             return compare_dtypes(expected, received, target, parts)
         return _inputs_unchanged(target, call, args_after)
 
-    return Check(check_id, title, hint, strategy, run, max_examples, weight, sentence=sentence, core=core)
+    return Check(check_id, title, hint, strategy, run, max_examples, weight, sentence=sentence, core=core,
+                 expect=expect)
 
 
 @dataclass(frozen=True)
@@ -243,7 +251,7 @@ def _reference_run(reference_cls: type, call: ModuleCall) -> tuple[dict, tuple, 
 
 def module_matches_reference(target: str, reference_cls: type, strategy: st.SearchStrategy, *, check_id: str,
                              title: str, sentence: str, hint: str, aspect: str = "values", core: bool = False,
-                             parts: tuple[str, ...] = (), max_examples: int = 100, weight: float = 1.0) -> Check:
+                             parts: tuple[str, ...] = (), max_examples: int = EXAMPLES, weight: float = 1.0) -> Check:
     """`strategy` draws `ModuleCall`s. Aspect "values": outputs, input gradients and parameter gradients agree
     (shapes are compared before any gradient, so a shape mistake is reported as one); "dtype_device": the
     outputs' dtypes and devices; "outputs": the outputs' values only (for inputs where the contract leaves
@@ -251,8 +259,8 @@ def module_matches_reference(target: str, reference_cls: type, strategy: st.Sear
     if aspect not in ("values", "dtype_device", "outputs"):
         raise ValueError(f"aspect must be values, dtype_device or outputs, got {aspect!r}")
 
-    def run(call: ModuleCall, student: Student) -> Mismatch | None:
-        state, outputs, grad_outputs, input_grads, param_grads = _reference_run(reference_cls, call)
+    def run(call: ModuleCall, expected: tuple, student: Student) -> Mismatch | None:
+        state, outputs, grad_outputs, input_grads, param_grads = expected
         student.seed = call.seed
         want_grads = aspect == "values"
         try:
@@ -273,13 +281,14 @@ def module_matches_reference(target: str, reference_cls: type, strategy: st.Sear
             mismatch = mismatch or compare_gradient(expected, got.param_grads.get(name), f"gradient of {name}")
         return mismatch
 
-    return Check(check_id, title, hint, strategy, run, max_examples, weight, sentence=sentence, core=core)
+    return Check(check_id, title, hint, strategy, run, max_examples, weight, sentence=sentence, core=core,
+                 expect=partial(_reference_run, reference_cls))
 
 
 def holds(check_id: str, title: str, prop: Callable, target: str, strategy: st.SearchStrategy, *, sentence: str,
-          hint: str, max_examples: int = 50, weight: float = 1.0) -> Check:
+          hint: str, max_examples: int = EXAMPLES, weight: float = 1.0) -> Check:
     """A reference-free property `prop(student_callable, example) -> Mismatch | None` holds."""
-    def run(example: Any, student: Student) -> Mismatch | None:
+    def run(example: Any, _: None, student: Student) -> Mismatch | None:
         student.seed = getattr(example, "seed", 0)
         try:
             return prop(student.function(target), example)
@@ -305,7 +314,7 @@ class BadCall:
 def rejects_bad_arguments(target: str, cases: list[BadCall], *, sentence: str, hint: str,
                           weight: float = 1.0) -> Check:
     """Every case must raise ValueError (not another error, not silence); all cases are tried, in order."""
-    def run(all_cases: tuple[BadCall, ...], student: Student) -> Mismatch | None:
+    def run(all_cases: tuple[BadCall, ...], _: None, student: Student) -> Mismatch | None:
         for case in all_cases:
             try:
                 student.call(target, case.args, case.kwargs)

@@ -53,7 +53,7 @@ def _grade(args: argparse.Namespace) -> int:
             sandbox.require_isolation(level, args.require_isolation)
         out = Path(args.out)
         results = grade_batch(assignment, submissions, out, jobs=args.jobs, force=args.force, level=level,
-                              device=args.device, pool=pool)
+                              device=args.device, pool=pool, replay=not args.no_replay)
     except sandbox.IsolationError as error:
         print(error, file=sys.stderr)
         return 2
@@ -120,6 +120,25 @@ def _release(args: argparse.Namespace) -> int:
 
     for path in release(args.names or None):
         print(f"released {path}")
+    return 0
+
+
+def _replays(args: argparse.Namespace) -> int:
+    from . import replays
+    from .build import source_path
+    from .discovery import known_assignments
+    from .grade import Assignment
+
+    unknown = sorted(set(args.names) - set(known_assignments()))
+    if unknown:
+        raise SystemExit(f"no rubric for {', '.join(map(repr, unknown))}; graded assignments: "
+                         f"{', '.join(known_assignments())}")
+    for name in args.names or [n for n in known_assignments() if source_path(n).exists()]:
+        assignment = Assignment.load(name)
+        kept = replays.record(assignment)
+        saved = replays.save(kept, assignment, replays.path(name))
+        print(f"{name}: {saved} of {sum(len(i.checks) for i in assignment.rubric.items)} checks recorded in "
+              f"{replays.path(name)}")
     return 0
 
 
@@ -206,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="use this isolation level instead of the strongest available")
     grade.add_argument("--require-isolation", choices=sandbox.LEVELS, default=None, metavar="LEVEL",
                        help="refuse to grade below LEVEL")
+    grade.add_argument("--no-replay", action="store_true",
+                       help="search every check afresh for every submission instead of first replaying the examples "
+                            "an earlier submission passed (slower; the grades are the same)")
     grade.set_defaults(run=_grade)
 
     notebooks = commands.add_parser("build", help="build assignments/source/*.ipynb from the authoring files")
@@ -231,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     release = commands.add_parser("release", help="student versions into assignments/release/ (all, or NAMES)")
     release.add_argument("names", nargs="*")
     release.set_defaults(run=_release)
+
+    recorded = commands.add_parser("replays", help="record the examples each check draws, against the reference, so "
+                                                   "grading starts without searching (grading records them "
+                                                   "itself when they are missing)")
+    recorded.add_argument("names", nargs="*", help="assignments (default: every one whose source notebook exists)")
+    recorded.set_defaults(run=_replays)
 
     solutions = commands.add_parser("solutions", help="executed solution notebooks as HTML for staff to post")
     solutions.add_argument("names", nargs="*")

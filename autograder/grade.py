@@ -29,6 +29,7 @@ from .checks import signature
 from .discovery import known_assignments
 from .trusted import described
 from .rubric import Item, Rubric
+from .replays import Replays
 from .runner import Outcome, run_check
 from .sandbox import Limits, WorkerError, WorkerPool
 from .student import Student
@@ -204,12 +205,14 @@ def _item_result(item: Item, outcomes: list[Outcome], dependency: str | None = N
 
 
 class Grader:
-    """Grades submissions of one assignment with one worker pool (one per job slot)."""
+    """Grades submissions of one assignment with one worker pool (one per job slot). With `replays`, each
+    check first tries the examples a passing search drew (see `autograder.replays`); the grades are the same."""
 
-    def __init__(self, assignment: Assignment, pool: WorkerPool, limits: Limits):
+    def __init__(self, assignment: Assignment, pool: WorkerPool, limits: Limits, *, replays: Replays | None = None):
         self.assignment = assignment
         self.pool = pool
         self.limits = limits
+        self.replays = replays
 
     def grade(self, path: Path, submission_id: str, *, refused: str = "") -> dict:
         """The result for the notebook at `path`; `refused` (a reason) grades it zero without reading it."""
@@ -263,7 +266,7 @@ class Grader:
                         outcomes.append(Outcome(check, False, fatal))
                         continue
                     student = Student(session, item.name)
-                    outcome = _contained(check, student)
+                    outcome = _contained(check, student, self.replays)
                     uses.update(student.forbidden)
                     outcomes.append(outcome)
                     if outcome.worker_lost:
@@ -296,11 +299,11 @@ class Grader:
         return session
 
 
-def _contained(check, student: Student) -> Outcome:
+def _contained(check, student: Student, replays: Replays | None) -> Outcome:
     """`run_check`, with anything it raises turned into a zero for this check alone; the session is then
     replaced, since nobody knows what state it is in."""
     try:
-        return run_check(check, student)
+        return run_check(check, student, replays)
     except Exception as error:  # noqa: BLE001 - a grader-side failure must never cost other checks or submissions
         return Outcome(check, False, f"the grader could not complete this check ({_plain(error)}); "
                                      "this check scores 0, tell your TA", worker_lost=True)

@@ -13,6 +13,7 @@ import traceback
 import torch
 
 from .sandbox.pool import CallResult, CellResult, ModuleResult
+from .sandbox.wire import ModuleTree, build_module_tree
 
 
 class InProcessSession:
@@ -36,7 +37,8 @@ class InProcessSession:
     def call(self, target: str, args: list, kwargs: dict, seed: int = 0, *, grad_inputs: list[int] | None = None,
              grad_outputs: list | None = None) -> CallResult:
         torch.manual_seed(seed)
-        args = [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args]
+        args = [a.detach().clone() if isinstance(a, torch.Tensor) else build_module_tree(a.spec)
+                if isinstance(a, ModuleTree) else a for a in args]
         for index in grad_inputs or []:
             args[index].requires_grad_(True)
         try:
@@ -45,8 +47,10 @@ class InProcessSession:
                 _backward(value, grad_outputs)
         except Exception as exc:  # noqa: BLE001
             return CallResult(False, error_type=type(exc).__name__, message=str(exc))
+        models = [{name: [p.requires_grad, p.numel()] for name, p in a.named_parameters()}
+                  for a in args if isinstance(a, torch.nn.Module)]
         return CallResult(True, value, [a.detach() if isinstance(a, torch.Tensor) else a for a in args],
-                          input_grads=[args[i].grad for i in grad_inputs or []])
+                          models=models, input_grads=[args[i].grad for i in grad_inputs or []])
 
     def call_module(self, target: str, init_args: list, init_kwargs: dict, state_dict: dict | None, *,
                     dtype: torch.dtype = torch.float32, train: bool = False, method: str = "forward", args: list,

@@ -20,9 +20,11 @@ from hypothesis.strategies import SearchStrategy
 
 from .common.compare import Mismatch
 
-# run(example, student) -> Mismatch | None, where `student` is a
-# `autograder.student.Student` (calls go to the sandboxed worker).
-CheckBody = Callable[[Any, Any], "Mismatch | None"]
+# run(example, expected, student) -> Mismatch | None, where `expected` is what the check's `expect` made of the
+# example (None without one) and `student` is a `autograder.student.Student` (calls go to the sandboxed worker).
+CheckBody = Callable[[Any, Any, Any], "Mismatch | None"]
+# Examples drawn for every check (hypothesis stops sooner when a strategy has fewer distinct ones).
+EXAMPLES = 100
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,14 @@ class Check:
     hint: str                     # the concept to revisit when this check fails
     strategy: SearchStrategy      # draws one example (any printable value)
     run: CheckBody
-    max_examples: int = 100
+    max_examples: int = EXAMPLES
     weight: float = 1.0
     show_example: bool = True     # False when the mismatch itself names the input (fixed cases)
     sentence: str = ""            # the notebook's words that demand this check (found verbatim in its task text)
     core: bool = False            # the item's core check: convention checks earn only when it passes
+    # The reference's side of one example (what the student must reproduce), computed in the grader. It must
+    # depend on the example alone: a batch computes it once per example and reuses it (see runner.Replays).
+    expect: Callable[[Any], Any] | None = None
 
 
 CORE_SHARE = 0.6  # the core check carries at least this share of an item's weight

@@ -48,7 +48,7 @@ def test_every_item_has_one_core_check_carrying_most_of_its_points(name):
 
 
 def _check(check_id: str, weight: float, core: bool = False) -> Check:
-    return Check(check_id, check_id, "hint", None, lambda e, s: None, weight=weight, sentence="said", core=core)
+    return Check(check_id, check_id, "hint", None, lambda e, x, s: None, weight=weight, sentence="said", core=core)
 
 
 def test_convention_checks_earn_nothing_while_the_core_check_fails():

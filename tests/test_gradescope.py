@@ -525,11 +525,12 @@ def test_fresh_container_keeps_the_references_from_hostile_code(container, grade
     assert hostile["score"] != 1000 and "isolation" in hostile["extra_data"]  # the forged file did not survive
     protected = ["solutions/attention.py", "autograder/rubrics/attention.py", "gradescope.json",
                  "assignments/source/attention/attention.ipynb", "solutions/__pycache__",
-                 "autograder/rubrics/__pycache__"]
+                 "autograder/rubrics/__pycache__", "build/replays/attention.replays"]
     readable = subprocess.run([*NOBODY, "find", *(str(container / "source" / p) for p in protected), "-readable"],
                               capture_output=True, text=True).stdout.split()
     assert readable == [], f"readable by an unprivileged user: {readable}"
     assert (container / "source" / "solutions" / "__pycache__").is_dir()  # compiled by setup.sh, not left out
+    assert (container / "source" / "build" / "replays" / "attention.replays").is_file()  # recorded by setup.sh
     assert hostile["extra_data"]["isolation"] != "unprotected", "no level contained the student without CAP_SYS_ADMIN"
     assert scores(hostile) == {"causal_mask": 2.0, "scaled_dot_product_attention": 0.0, "MultiHeadAttention": 5.0}
 

@@ -8,6 +8,7 @@ assignment's corpus is graded once, as one batch with two job slots.
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import nbformat
@@ -34,19 +35,30 @@ CORPUS = sorted(IDIOMS.glob("*/*.py"))
 
 
 @pytest.fixture(scope="session")
-def corpus_grades(released, tmp_path_factory) -> dict[str, dict]:
-    """Every file of the corpus graded, one batch per assignment: 'assignment/file' -> result."""
-    grades = {}
+def corpus_folders(released, tmp_path_factory) -> dict[str, Path]:
+    """Per assignment, a folder with one student folder per corpus file (correct files sort first)."""
+    folders = {}
     for name in known_assignments():
-        folder = tmp_path_factory.mktemp(f"idioms-{name}")
-        for path in sorted((IDIOMS / name).glob("*.py")):
+        folders[name] = folder = tmp_path_factory.mktemp(f"idioms-{name}")
+        for path in sorted((IDIOMS / name).glob("*.py"), key=lambda p: (bool(expected(p)), p.stem)):
             notebook = folder / path.stem / name / f"{name}.ipynb"
             notebook.parent.mkdir(parents=True)
             nbformat.write(filled_notebook(name, implementation_code(path)), notebook)
-        results = grade_batch(Assignment.load(name), discover([folder], name), tmp_path_factory.mktemp("out"),
-                              jobs=2, progress=None)
+    return folders
+
+
+def graded(folders: dict[str, Path], out: Path, **options) -> dict[str, dict]:
+    """Every file of the corpus graded, one batch per assignment: 'assignment/file' -> result."""
+    grades = {}
+    for name, folder in folders.items():
+        results = grade_batch(Assignment.load(name), discover([folder], name), out / name, progress=None, **options)
         grades.update({f"{name}/{r['extra_data']['submission']}": r for r in results})
     return grades
+
+
+@pytest.fixture(scope="session")
+def corpus_grades(corpus_folders, tmp_path_factory) -> dict[str, dict]:
+    return graded(corpus_folders, tmp_path_factory.mktemp("out"), jobs=2)
 
 
 def test_every_graded_name_has_three_correct_idioms_and_three_wrong_ones():
@@ -71,3 +83,17 @@ def test_each_implementation_fails_exactly_its_concepts(path, corpus_grades):
         assert failed == want.get(item.name, []), (item.name, failed, test["output"])
         lost = item.points if "core" in failed else sum(item.points_of(c) for c in item.checks if c.id in failed)
         assert test["score"] == pytest.approx(item.points - lost, abs=1e-3), (item.name, test["output"])
+
+
+def test_replayed_examples_and_two_jobs_give_the_json_of_one_job_searching_afresh(corpus_folders, corpus_grades,
+                                                                                  tmp_path):
+    """A slot replays the examples of checks passed before (runner.Replays): wrong files graded after correct
+    ones take the replay's failing path. Graded again with one job and every check searched afresh, every
+    result is byte-identical apart from its timing."""
+    def without_timing(result: dict) -> str:
+        return json.dumps({**result, "execution_time": None}, sort_keys=True)
+
+    afresh = graded(corpus_folders, tmp_path, jobs=1, replay=False)
+    assert afresh.keys() == corpus_grades.keys()
+    for key, result in afresh.items():
+        assert without_timing(corpus_grades[key]) == without_timing(result), key

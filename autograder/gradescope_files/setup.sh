@@ -53,5 +53,12 @@ PY
 # (which holds the same reference code), with their bytecode, become readable by root alone. The grader runs
 # as root; student code runs as another user (README, "Gradescope").
 "$venv/bin/python" -m compileall -q "$source/autograder" "$source/solutions"
-chmod -R go-rwx "$source/solutions" "$source/autograder/rubrics" "$source/assignments" "$source/gradescope.json"
+# The examples every check draws and the reference's outputs for them, recorded once here so that a correct
+# submission is graded without searching (see autograder/replays.py). They are the reference's answers:
+# root alone may read them too.
+(cd "$source" && "$venv/bin/python" -m autograder replays) \
+  || echo "setup.sh: could not record the replays; each grading run will record them itself"
+mkdir -p "$source/build"
+chmod -R go-rwx "$source/solutions" "$source/autograder/rubrics" "$source/assignments" "$source/gradescope.json" \
+  "$source/build"
 echo "setup.sh: done"

@@ -12,8 +12,6 @@ from ..checks import BadCall, Call, ModuleCall, matches_reference, module_matche
 from ..rubric import Forbidden, Item, Rubric
 from ..selfcheck.attention import MASK_HINT, MHA_HINT, SDPA_HINT
 
-CONVENTION, SMALL = 15, 8  # examples of a convention check, and of a dtype or in-place check
-
 
 @st.composite
 def causal_mask_calls(draw) -> Call:
@@ -53,11 +51,11 @@ RUBRIC = Rubric(
     items=(
         Item("causal_mask", 2.0, (
             matches_reference("causal_mask", ref.causal_mask, causal_mask_calls(), check_id="core", core=True,
-                              title="True exactly where key j <= query i", weight=1.6, max_examples=20,
+                              title="True exactly where key j <= query i", weight=1.6,
                               sentence=r"query $i$ may attend to key $j$ exactly when $j \le i$",
                               hint=MASK_HINT),
             matches_reference("causal_mask", ref.causal_mask, causal_mask_calls(), check_id="dtype_device",
-                              aspect="dtype_device", title="a torch.bool tensor", weight=0.4, max_examples=SMALL,
+                              aspect="dtype_device", title="a torch.bool tensor", weight=0.4,
                               sentence="returns a `torch.bool` tensor of shape `(seq_len, seq_len)` on `device`",
                               hint="build the mask with dtype=torch.bool (comparisons and tril of a bool tensor "
                                    "give bool)"),
@@ -68,26 +66,25 @@ RUBRIC = Rubric(
                  sentence="the comparisons become weights through a softmax; the output is the weighted "
                           "average of the values"),
             sdpa(attention_calls(masks=("float",), causal=False, rows="live"), check_id="float_mask",
-                 weight=0.4, max_examples=CONVENTION, title="a float mask is added to the scores",
+                 weight=0.4, title="a float mask is added to the scores",
                  sentence="a float tensor (added to the scores)"),
             sdpa(attention_calls(masks=("none",), causal=True), check_id="causal", weight=0.4,
-                 max_examples=CONVENTION, title="is_causal hides key j > i, aligned top left when Lq != Lk",
+                 title="is_causal hides key j > i, aligned top left when Lq != Lk",
                  sentence="`is_causal=True` also applies a causal mask aligned at the **top left**"),
             sdpa(attention_calls(masks=("bool", "float"), causal=True, rows="live"), check_id="causal_with_mask",
-                 weight=0.3, max_examples=CONVENTION, title="attn_mask and is_causal together both apply",
+                 weight=0.3, title="attn_mask and is_causal together both apply",
                  sentence="Given together, `attn_mask` and `is_causal` both apply."),
             sdpa(attention_calls(masks=("bool", "float"), rows="empty"), check_id="empty_rows", weight=0.3,
-                 max_examples=CONVENTION, title="a query with no allowed key gets zero weights and zero output",
+                 title="a query with no allowed key gets zero weights and zero output",
                  sentence="such a query gets **all-zero weights and an all-zero output**."),
             sdpa(attention_calls(**ORDINARY), check_id="dtype_device", aspect="dtype_device", weight=0.15,
-                 max_examples=SMALL, title="output and weights keep the dtype of q",
+                 title="output and weights keep the dtype of q",
                  sentence="(the softmax probabilities), in the dtype of `q`."),
             sdpa(attention_calls(masks=("none", "bool", "float"), rows="live"), check_id="inputs_untouched",
-                 aspect="inputs_untouched", weight=0.15, max_examples=SMALL, title="q, k, v and the mask are "
-                 "left unchanged", sentence="Leave the inputs as they are: never write into `q`, `k`, `v` or "
-                                            "`attn_mask`."),
+                 aspect="inputs_untouched", weight=0.15, title="q, k, v and the mask are left unchanged",
+                 sentence="Leave the inputs as they are: never write into `q`, `k`, `v` or `attn_mask`."),
             sdpa(attention_calls(grad=True, **ORDINARY), check_id="gradient", aspect="gradient", weight=0.2,
-                 max_examples=CONVENTION, title="gradients reach q, k and v",
+                 title="gradients reach q, k and v",
                  sentence="Gradients must flow back to `q`, `k` and `v`"),
             rejects_bad_arguments("scaled_dot_product_attention", [
                 BadCall("an integer attn_mask (masks are bool or floating)", s.attention_bad_mask_args(), {}),
@@ -106,17 +103,16 @@ RUBRIC = Rubric(
                                             "with the reference's weights loaded",
                 sentence="Head `h` uses features `[h*E/H, (h+1)*E/H)` of each projection"),
             mha(mha_calls(masks=("none",), padding=True, causal=False, rows="live"), check_id="key_padding_mask",
-                weight=0.7, max_examples=CONVENTION, title="keys marked False in key_padding_mask are ignored",
+                weight=0.7, title="keys marked False in key_padding_mask are ignored",
                 sentence="`key_padding_mask: (B, Lk)` bool, **True = real token**"),
             mha(mha_calls(masks=("bool", "float"), causal=True, rows="live"), check_id="masks_together",
-                weight=0.5, max_examples=CONVENTION, title="attn_mask (bool or float), padding and is_causal "
-                                                          "apply together",
+                weight=0.5, title="attn_mask (bool or float), padding and is_causal apply together",
                 sentence="every given mask and `is_causal` apply together"),
             mha(mha_calls(rows="empty"), check_id="empty_rows", aspect="outputs", weight=0.3,
-                max_examples=CONVENTION, title="a query whose keys are all padding gets zero weights",
+                title="a query whose keys are all padding gets zero weights",
                 sentence="A query whose keys are all padding gets all-zero weights in every head"),
             mha(mha_calls(**ORDINARY), check_id="dtype_device", aspect="dtype_device", weight=0.2,
-                max_examples=SMALL, title="output and weights keep the dtype of query",
+                title="output and weights keep the dtype of query",
                 sentence="both in the dtype of `query`"),
             rejects_bad_arguments("MultiHeadAttention", [
                 BadCall("embed_dim=6 with num_heads=4 (6 is not divisible by 4)", (6, 4)),

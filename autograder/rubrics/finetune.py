@@ -19,8 +19,6 @@ from ..selfcheck.finetune import (CLS_HINT, DROPOUT_WIDTH, FREEZE_HINT, FREEZE_M
                                   ignores_padding_values, judge_dropout)
 from ..student import Student, StudentRaised
 
-CONVENTION, SMALL = 15, 8  # examples of a convention check, and of a dtype check
-
 
 @st.composite
 def hidden_calls(draw, with_mask: bool, rows: str = "live") -> Call:
@@ -50,7 +48,7 @@ def drops_before_the_classifier() -> Check:
     """ClassificationHead in training mode on the dropout probe of `autograder.selfcheck.finetune`."""
     hidden, mask, state = dropout_probe()
 
-    def run(case: tuple[float, int], student: Student) -> Mismatch | None:
+    def run(case: tuple[float, int], _: None, student: Student) -> Mismatch | None:
         p, seed = case
         student.seed = seed
         try:
@@ -62,7 +60,7 @@ def drops_before_the_classifier() -> Check:
         return judge_dropout(got.outputs[0] if got.outputs else None, p)
 
     return Check("dropout", "dropout with the given rate on the pooled vector, before the classifier, in training",
-                 HEAD_HINT, st.tuples(st.sampled_from([0.25, 0.5]), s.seeds()), run, max_examples=2, weight=0.6,
+                 HEAD_HINT, st.tuples(st.sampled_from([0.25, 0.5]), s.seeds()), run, weight=0.6,
                  sentence="`dropout = nn.Dropout(dropout)`")
 
 
@@ -70,10 +68,13 @@ def freezes_like_the_reference(check_id: str, spec: dict, trainable: st.SearchSt
                                title: str, sentence: str, weight: float, core: bool = False) -> Check:
     """freeze_backbone on the model of `spec`, built in the worker: the same trainable set as the reference
     (or, with `count`, the same returned number of trainable elements)."""
-    def run(names: tuple[str, ...], student: Student) -> Mismatch | None:
+    def expect(names: tuple[str, ...]) -> tuple[int, set[str]]:
         model = build_model(spec)
-        expected_count = ref.freeze_backbone(model, names)
-        expected = {n for n, p in model.named_parameters() if p.requires_grad}
+        count = ref.freeze_backbone(model, names)
+        return count, {n for n, p in model.named_parameters() if p.requires_grad}
+
+    def run(names: tuple[str, ...], reference: tuple[int, set[str]], student: Student) -> Mismatch | None:
+        expected_count, expected = reference
         result = student.session.call("freeze_backbone", [ModuleTree(spec), names], {}, seed=0)
         if not result.ok:
             return raised("freeze_backbone", StudentRaised(result.error_type, result.message))
@@ -90,8 +91,8 @@ def freezes_like_the_reference(check_id: str, spec: dict, trainable: st.SearchSt
                             kind="; ".join(filter(None, [wrong, lost])))
         return None
 
-    return Check(check_id, title, FREEZE_HINT, trainable.map(tuple), run, max_examples=5, weight=weight,
-                 sentence=sentence, core=core)
+    return Check(check_id, title, FREEZE_HINT, trainable.map(tuple), run, weight=weight,
+                 sentence=sentence, core=core, expect=expect)
 
 
 pool_sentence = "Padding must never influence a sentence's embedding."
@@ -103,24 +104,24 @@ RUBRIC = Rubric(
     items=(
         Item("cls_pool", 1.0, (
             matches_reference("cls_pool", ref.cls_pool, hidden_calls(False), check_id="core", core=True, weight=0.8,
-                              max_examples=30, title="the first token's vector",
+                              title="the first token's vector",
                               sentence="the first token of `hidden: (B, T, D)`", hint=CLS_HINT),
             matches_reference("cls_pool", ref.cls_pool, hidden_calls(False), check_id="gradient", aspect="gradient",
-                              weight=0.2, max_examples=SMALL, title="gradients reach hidden", hint=CLS_HINT,
+                              weight=0.2, title="gradients reach hidden", hint=CLS_HINT,
                               sentence="Gradients of both must flow back to `hidden`."),
         )),
         Item("mean_pool", 3.0, (
             mean(hidden_calls(True), check_id="core", core=True, weight=2.0,
                  title="the mean over real tokens (every row has one)",
                  sentence="the mean over positions where `attention_mask` is 1"),
-            mean(hidden_calls(True, rows="empty"), check_id="empty_rows", weight=0.3, max_examples=CONVENTION,
+            mean(hidden_calls(True, rows="empty"), check_id="empty_rows", weight=0.3,
                  title="a row with no real token gives zeros", sentence="A row with no real token gives zeros, not NaN."),
             holds("padding_values", "values at padded positions (even NaN) never matter", ignores_padding_values,
-                  "mean_pool", s.hidden_inputs(rows="live"), hint=MEAN_HINT, max_examples=CONVENTION, weight=0.3,
+                  "mean_pool", s.hidden_inputs(rows="live"), hint=MEAN_HINT, weight=0.3,
                   sentence=pool_sentence),
-            mean(hidden_calls(True), check_id="gradient", aspect="gradient", weight=0.2, max_examples=CONVENTION,
+            mean(hidden_calls(True), check_id="gradient", aspect="gradient", weight=0.2,
                  title="gradients reach hidden", sentence="Gradients of both must flow back to `hidden`."),
-            mean(hidden_calls(True), check_id="dtype_device", aspect="dtype_device", weight=0.2, max_examples=SMALL,
+            mean(hidden_calls(True), check_id="dtype_device", aspect="dtype_device", weight=0.2,
                  title="keeps the dtype of hidden", sentence="in the dtype of `hidden`"),
         )),
         Item("ClassificationHead", 3.0, (
@@ -150,7 +151,7 @@ RUBRIC = Rubric(
                                      title="the prompt prepended to every sequence, the mask extended; gradients",
                                      sentence="the prompt prepended to every sequence"),
             module_matches_reference("SoftPrompt", ref.SoftPrompt, prompt_calls(), check_id="dtype_device",
-                                     aspect="dtype_device", weight=0.6, max_examples=SMALL, hint=PROMPT_HINT,
+                                     aspect="dtype_device", weight=0.6, hint=PROMPT_HINT,
                                      parts=("embeds", "mask"), title="the mask keeps its own dtype",
                                      sentence="the mask extended with ones **of the mask's own dtype**"),
         )),

@@ -15,8 +15,6 @@ from ..rubric import Check, Item, Rubric
 from ..selfcheck.mae import INSERT_HINT, LOSS_HINT, MASKING_HINT, fresh_shuffles
 from ..student import Student, StudentRaised
 
-CONVENTION, SMALL = 15, 8  # examples of a convention check, and of a dtype check
-
 
 @st.composite
 def masking_calls(draw, ratios: str) -> Call:
@@ -55,7 +53,7 @@ def shuffles_each_sample_afresh() -> Check:
     b, n, ratio = 8, 16, 0.5
     x = torch.arange(n, dtype=torch.float64).repeat(b, 1)[..., None]  # (B, N, 1): each patch holds its index
 
-    def run(seed: int, student: Student) -> Mismatch | None:
+    def run(seed: int, _: None, student: Student) -> Mismatch | None:
         results = []
         for call_seed in (seed, seed + 1):
             student.seed = call_seed
@@ -70,7 +68,7 @@ def shuffles_each_sample_afresh() -> Check:
         return fresh_shuffles(x, n // 2, *results)
 
     return Check("noise_none", "without noise, every sample gets its own fresh random shuffle", MASKING_HINT,
-                 st.integers(0, 1000), run, max_examples=3, weight=0.4,
+                 st.integers(0, 1000), run, weight=0.4,
                  sentence="draw it with `torch.rand` on `x`'s device when `None`")
 
 
@@ -86,12 +84,12 @@ RUBRIC = Rubric(
             masking(masking_calls("ordinary"), check_id="core", core=True, weight=2.4,
                     title="keeps the len_keep lowest-noise patches of each sample; mask and ids_restore agree",
                     sentence="keep the first `len_keep` of that order. Each sample gets **its own** shuffle."),
-            masking(masking_calls("boundary"), check_id="keep_count", weight=0.6, max_examples=CONVENTION,
+            masking(masking_calls("boundary"), check_id="keep_count", weight=0.6,
                     title="len_keep is exact where N * (1 - ratio) is a whole number (N=10, r=0.9; N=25, r=0.28)",
                     sentence="Compute the count in exact decimal arithmetic"),
             shuffles_each_sample_afresh(),
             masking(masking_calls("ordinary"), check_id="dtype_device", aspect="dtype_device", weight=0.3,
-                    max_examples=SMALL, title="mask in the dtype of x, ids_restore an integer tensor",
+                    title="mask in the dtype of x, ids_restore an integer tensor",
                     sentence="1.0 = removed, in the dtype of `x`"),
             rejects_bad_arguments("random_masking", [BadCall("mask_ratio=1.0 (nothing would be kept)",
                                                              (torch.zeros(1, 4, 2), 1.0)),
@@ -104,7 +102,7 @@ RUBRIC = Rubric(
                               core=True, weight=1.5, title="kept patches back in place, mask tokens elsewhere",
                               sentence="Append `N - len_keep` copies of the learned `mask_token`", hint=INSERT_HINT),
             matches_reference("insert_mask_tokens", ref.insert_mask_tokens, insert_calls(), check_id="gradient",
-                              aspect="gradient", weight=0.5, max_examples=CONVENTION,
+                              aspect="gradient", weight=0.5,
                               title="gradients reach x_kept and the learned mask_token", hint=INSERT_HINT,
                               sentence="Gradients must flow back to `x_kept` and to `mask_token`"),
         )),
@@ -113,12 +111,12 @@ RUBRIC = Rubric(
                  title="per-patch mean squared error, summed over removed patches, divided by their number",
                  sentence="sum over all removed patches of the batch and divide by their number"),
             loss(loss_calls(norm=True, removed="some"), check_id="norm_pix_loss", weight=0.4,
-                 max_examples=CONVENTION, title="norm_pix_loss normalises each target patch (unbiased variance)",
+                 title="norm_pix_loss normalises each target patch (unbiased variance)",
                  sentence="each target patch is first normalised by its own mean and unbiased variance"),
-            loss(loss_calls(removed="none"), check_id="nothing_removed", weight=0.2, max_examples=SMALL,
+            loss(loss_calls(removed="none"), check_id="nothing_removed", weight=0.2,
                  title="the loss is 0 when nothing is removed", sentence="If nothing is removed, the loss is 0"),
             loss(loss_calls(norm=False, removed="some"), check_id="gradient", aspect="gradient", weight=0.4,
-                 max_examples=CONVENTION, title="gradients reach pred",
+                 title="gradients reach pred",
                  sentence="Gradients must flow back to `pred`"),
         )),
     ),

@@ -11,8 +11,6 @@ from ..checks import BadCall, Call, matches_reference, rejects_bad_arguments
 from ..rubric import Item, Rubric
 from ..selfcheck.positional import BIAS_HINT, ROTARY_HINT, SINUSOID_HINT
 
-CONVENTION, SMALL = 15, 8  # examples of a convention check, and of a dtype check
-
 
 @st.composite
 def sinusoid_calls(draw) -> Call:
@@ -43,7 +41,7 @@ RUBRIC = Rubric(
                               core=True, weight=3.2, title="interleaved sines and cosines of p / base**(2i/d)",
                               sentence="the sine in the even column, the cosine in the odd one", hint=SINUSOID_HINT),
             matches_reference("sinusoidal_encoding", ref.sinusoidal_encoding, sinusoid_calls(),
-                              check_id="dtype_device", aspect="dtype_device", weight=0.4, max_examples=SMALL,
+                              check_id="dtype_device", aspect="dtype_device", weight=0.4,
                               title="float32 unless dtype is given",
                               sentence="`float32` unless `dtype` is given", hint=SINUSOID_HINT),
             rejects_bad_arguments("sinusoidal_encoding", [BadCall("d_model=0", (3, 0))], weight=0.4,
@@ -55,7 +53,7 @@ RUBRIC = Rubric(
                               core=True, weight=2.2, title="out[h, i, j] = table[h, (i - j) + max_len - 1]",
                               sentence="`out[h, i, j] = table[h, (i - j) + max_len - 1]`", hint=BIAS_HINT),
             matches_reference("relative_position_bias", ref.relative_position_bias, bias_calls(),
-                              check_id="gradient", aspect="gradient", weight=0.4, max_examples=CONVENTION,
+                              check_id="gradient", aspect="gradient", weight=0.4,
                               title="gradients reach the table", hint=BIAS_HINT,
                               sentence="The table is learned: gradients must flow back into `table`."),
             rejects_bad_arguments("relative_position_bias", [
@@ -69,10 +67,10 @@ RUBRIC = Rubric(
                               sentence="`out[..., 2i] = x[..., 2i] cos a_i - x[..., 2i+1] sin a_i`",
                               hint=ROTARY_HINT),
             matches_reference("apply_rotary", ref.apply_rotary, rotary_calls(), check_id="dtype_device",
-                              aspect="dtype_device", weight=0.2, max_examples=SMALL, title="keeps the dtype of x",
+                              aspect="dtype_device", weight=0.2, title="keeps the dtype of x",
                               sentence="in the dtype of `x`.", hint=ROTARY_HINT),
             matches_reference("apply_rotary", ref.apply_rotary, rotary_calls(), check_id="gradient",
-                              aspect="gradient", weight=0.2, max_examples=CONVENTION, title="gradients reach x",
+                              aspect="gradient", weight=0.2, title="gradients reach x",
                               sentence="Gradients must flow back to `x`.", hint=ROTARY_HINT),
             rejects_bad_arguments("apply_rotary", [BadCall("an odd last dimension D=3", (torch.zeros(2, 3),
                                                                                         torch.tensor([0, 1])))],

@@ -11,8 +11,6 @@ from ..checks import BadCall, Call, ModuleCall, matches_reference, module_matche
 from ..rubric import Item, Rubric
 from ..selfcheck.vit import EMBED_HINT, PATCHIFY_HINT, UNPATCHIFY_HINT
 
-CONVENTION, SMALL = 15, 8  # examples of a convention check, and of a dtype check
-
 
 @st.composite
 def patchify_calls(draw) -> Call:
@@ -50,7 +48,7 @@ RUBRIC = Rubric(
                               title="row-major patches, each ordered (row, column, channel)", hint=PATCHIFY_HINT,
                               sentence="`(row p, column q, channel c)` with the channel varying fastest"),
             matches_reference("patchify", ref.patchify, patchify_calls(), check_id="gradient", aspect="gradient",
-                              weight=0.3, max_examples=CONVENTION, title="gradients reach the images",
+                              weight=0.3, title="gradients reach the images",
                               sentence="Gradients must flow back to `images`.", hint=PATCHIFY_HINT),
             rejects_bad_arguments("patchify", [BadCall("patch_size=2 for a 5x4 image", (torch.zeros(1, 1, 5, 4), 2))],
                                   weight=0.3, sentence="If `P` does not divide both `H` and `W`, raise `ValueError`.",
@@ -61,8 +59,8 @@ RUBRIC = Rubric(
                               weight=1.4, title="the exact inverse of patchify", hint=UNPATCHIFY_HINT,
                               sentence="the exact inverse of `patchify`"),
             matches_reference("unpatchify", ref.unpatchify, unpatchify_calls(), check_id="gradient",
-                              aspect="gradient", weight=0.3, max_examples=CONVENTION, title="gradients reach the "
-                              "patches", sentence="Gradients must flow back to `patches`.", hint=UNPATCHIFY_HINT),
+                              aspect="gradient", weight=0.3, title="gradients reach the patches",
+                              sentence="Gradients must flow back to `patches`.", hint=UNPATCHIFY_HINT),
             rejects_bad_arguments("unpatchify", [
                 BadCall("5 patches of 4 values for a 4x4 image with patch_size=2 (it has 4 patches)",
                         (torch.zeros(1, 5, 4), 2, 4, 1)),
@@ -78,7 +76,7 @@ RUBRIC = Rubric(
                                      title="[CLS] then projected patches, plus positions; outputs and gradients",
                                      sentence="`cat([cls_token, proj(patchify(images))], dim=1) + pos_embed`"),
             module_matches_reference("PatchEmbedding", ref.PatchEmbedding, embedding_calls(True),
-                                     check_id="image_size_pair", weight=0.6, max_examples=CONVENTION,
+                                     check_id="image_size_pair", weight=0.6,
                                      title="image_size as an (H, W) pair, non-square images too", hint=EMBED_HINT,
                                      sentence="`image_size` is an `int` or an `(H, W)` pair, as in `unpatchify`."),
             rejects_bad_arguments("PatchEmbedding", [BadCall("patch_size=4 for a 6x6 image", (6, 4, 1, 2))],

@@ -376,6 +376,16 @@ def _clean_env() -> dict[str, str]:
     return dict(ENV, PATH=os.environ.get("PATH", ENV["PATH"]))
 
 
+@dataclass
+class _Waiting:
+    """A request the grader waits on: its wall-clock deadline, and the submission's CPU time when a poll first
+    found it unanswered. Read then, not when the request is sent, so a call answered within POLL_S (nearly
+    all) never reads /proc; the per-call CPU budget is short by at most that first poll's CPU."""
+
+    deadline: float
+    start_cpu: float | None = None
+
+
 class Session:
     """One submission's worker. Every method may raise WorkerError; the session is then unusable.
 
@@ -436,7 +446,7 @@ class Session:
             how = f"exited with status {os.WEXITSTATUS(status)} (os._exit or a crash)"
         return WorkerCrashed(f"the worker process running your code {how}")
 
-    def _over_budget(self, call_start_cpu: float, call_deadline: float) -> WorkerError | None:
+    def _over_budget(self, waiting: _Waiting) -> WorkerError | None:
         """Why the request now waiting must be stopped, if it must. Raises WorkerCrashed when the
         submission's processes are gone."""
         limits = self.pool.limits
@@ -444,8 +454,10 @@ class Session:
         if not processes:
             raise self._died()
         cpu = _cpu_seconds(processes)
+        if waiting.start_cpu is None:
+            waiting.start_cpu = cpu
         now = time.monotonic()
-        if cpu - call_start_cpu > limits.call_cpu_s:
+        if cpu - waiting.start_cpu > limits.call_cpu_s:
             return WorkerTimeout(f"timed out after {limits.call_cpu_s:g} s of CPU time")
         if cpu > limits.submission_cpu_s:
             return WorkerTimeout(f"stopped: the submission used up its budget of {limits.submission_cpu_s:g} s of "
@@ -453,7 +465,7 @@ class Session:
         if now > self.deadline:
             return WorkerTimeout(f"stopped: the submission used up its {limits.submission_wall_s:g} s wall-clock "
                                  "budget (all checks together); later checks were not run")
-        if now > call_deadline:
+        if now > waiting.deadline:
             return WorkerTimeout(f"timed out after {limits.call_wall_s:g} s without answering "
                                  "(sleeping or waiting on something?)")
         if _memory_bytes(processes) > limits.memory_bytes and _proportional_bytes(processes) > limits.memory_bytes:
@@ -470,18 +482,17 @@ class Session:
             wire.send(self.sock, header, payloads)
         except (OSError, socket.timeout):
             raise self._died() from None
-        start_cpu = _cpu_seconds(_tree(self.pid))
-        call_deadline = time.monotonic() + limits.call_wall_s
+        waiting = _Waiting(time.monotonic() + limits.call_wall_s)
         while True:
-            reply = self._next_message(start_cpu, call_deadline, wire.reply_limit(payloads))
+            reply = self._next_message(waiting, wire.reply_limit(payloads))
             if reply[0].get("op") != "callback":
                 return reply
             self._answer_callback(*reply)
 
-    def _next_message(self, start_cpu: float, call_deadline: float, max_bytes: int) -> tuple[dict, list[bytes]]:
+    def _next_message(self, waiting: _Waiting, max_bytes: int) -> tuple[dict, list[bytes]]:
         """Wait for the worker's next message within the call's CPU and wall limits and the submission's."""
         while not select.select([self.sock], [], [], POLL_S)[0]:
-            error = self._over_budget(start_cpu, call_deadline)
+            error = self._over_budget(waiting)
             if error is not None:
                 raise self._stop(error)
         try:

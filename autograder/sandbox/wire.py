@@ -207,7 +207,7 @@ def _decode_tensor(tree: dict, payloads: list[bytes]) -> torch.Tensor:
     if data is None:
         raise ProtocolError("one payload is claimed by two tensors")
     numel = math.prod(shape)
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    itemsize = dtype.itemsize
     if numel * itemsize != len(data):
         raise ProtocolError(f"tensor of shape {shape} and dtype {tree['dtype']} needs {numel * itemsize} bytes, "
                             f"got {len(data)}")

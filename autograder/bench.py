@@ -4,11 +4,13 @@ Shared machines are noisy, so every figure that matters is a ratio of two
 numbers taken in the same run:
 
 - cold: one correct submission graded by a fresh `python -m autograder grade`
-  (as on Gradescope, where every submission starts cold), with the phases of
-  that start timed separately in a fresh process; refusals of bad arguments;
+  (as on Gradescope, where every submission starts cold), with the replay
+  file in place and while recording it, the phases of that start timed
+  separately in a fresh process; refusals of bad arguments;
 - warm: batches of correct and of wrong submissions graded with `--jobs 2`,
-  wall and CPU per submission, against the in-process floor (the same checks
-  calling the same student functions with no isolation);
+  wall and machine CPU per submission, against the in-process floor (the same
+  checks calling the same student functions with no isolation, searched
+  afresh and replayed);
 - nbgrader's own way: the same correct batch executed in kernels whose test
   cells run the very same checks next to the student's code;
 - the hostile corpus: an all-honest batch against one with hostile submissions;
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import nbformat
 
+from . import replays
 from .batch import discover, grade_batch
 from .build import ROOT, source_path
 from .grade import Assignment
@@ -52,14 +54,17 @@ from autograder.sandbox import WorkerPool
 from autograder.student import Student
 from autograder.submission import recover
 from autograder import report
+from autograder import replays
 assignment = Assignment.load(sys.argv[1])
 marks.append(("imports", time.perf_counter()))
 pool = WorkerPool(); pool.start()
 marks.append(("worker_start", time.perf_counter()))
+kept = replays.load(assignment, replays.path(assignment.name))
+marks.append(("replay_file", time.perf_counter()))
 cells = recover(Path(sys.argv[2]), list(assignment.setup_cells), assignment.item_names).cells
 session = pool.session(); session.exec_cells(cells)
 marks.append(("student_cells", time.perf_counter()))
-outcomes = [run_check(check, Student(session, item.name))
+outcomes = [run_check(check, Student(session, item.name), kept)
             for item in assignment.rubric.items for check in item.checks]
 marks.append(("checks", time.perf_counter()))
 report.write_result(Path(sys.argv[3]), {"score": 0, "tests": [], "extra_data": {"submission": "cold"}})
@@ -127,18 +132,23 @@ def _timed(function, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - start, value
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def _machine_cpu() -> float:
+    """CPU seconds the whole machine has been busy, all cores together. The sandboxed workers are counted
+    too, which resource usage of children misses (a worker's parents are killed, never waited for); on a
+    shared machine, so is anything else that runs."""
+    with open("/proc/stat") as handle:
+        ticks = [int(value) for value in handle.readline().split()[1:9]]
+    idle = ticks[3] + ticks[4]   # idle and iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _graded_batch(folder: Path, kinds: list[str], size: int, out: Path) -> dict:
-    """Wall and CPU (this process and every descendant) per submission for a batch graded with `--jobs 2`."""
+    """Wall and machine CPU per submission for a batch graded with `--jobs 2`."""
     submissions = _batch(folder, kinds, size)
-    cpu_before = time.process_time() + _children_cpu()
+    cpu_before = _machine_cpu()
     seconds, _ = _timed(grade_batch, Assignment.load(ASSIGNMENT), discover([submissions], ASSIGNMENT), out,
                         jobs=2, progress=None)
-    cpu = time.process_time() + _children_cpu() - cpu_before
+    cpu = _machine_cpu() - cpu_before
     return {"size": size, "seconds": round(seconds, 1), "wall_per_submission_s": round(seconds / size, 3),
             "cpu_per_submission_s": round(cpu / size, 3)}
 
@@ -151,13 +161,17 @@ def _cli(*args: str) -> float:
 
 
 def cold(folder: Path, repeats: int = 3) -> dict:
-    """One correct submission graded by a fresh process, the phases of that start, and argument refusals."""
+    """One correct submission graded by a fresh process, with the replay file in place (as on Gradescope, where
+    setup.sh records it) and without (the first grading of a rubric version records it); the phases of that
+    start; argument refusals."""
     notebook = folder / "one" / f"{ASSIGNMENT}.ipynb"
     notebook.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(make_submission(ASSIGNMENT, "reference"), notebook)
     (folder / "empty").mkdir(exist_ok=True)
-    grade = [_cli("grade", ASSIGNMENT, str(notebook), "--out", str(folder / "out"), "--force")
-             for _ in range(repeats)]
+    one = ["grade", ASSIGNMENT, str(notebook), "--out", str(folder / "out"), "--force"]
+    replays.path(ASSIGNMENT).unlink(missing_ok=True)
+    first = _cli(*one)
+    grade = [_cli(*one) for _ in range(repeats)]
     interpreter = [_timed(subprocess.run, [sys.executable, "-c", "pass"])[0] for _ in range(repeats)]
     phases = [json.loads(subprocess.run([sys.executable, "-c", COLD_PHASES, ASSIGNMENT, str(notebook),
                                          str(folder / "phases")], cwd=ROOT, capture_output=True, text=True,
@@ -169,6 +183,7 @@ def cold(folder: Path, repeats: int = 3) -> dict:
     }
     return {
         "grade_one_correct_s": round(statistics.median(grade), 2),
+        "grade_one_correct_recording_replays_s": round(first, 2),
         "phases_s": {"interpreter": round(statistics.median(interpreter), 3),
                      **{name: round(statistics.median(p[name] for p in phases), 3) for name in phases[0]}},
         "refusals": {name: round(seconds, 2) for name, seconds in refusals.items()},
@@ -230,6 +245,9 @@ def self_check_seconds() -> dict[str, float]:
 
 
 def run(out: Path, size: int = 50) -> dict:
+    import torch
+
+    torch.set_num_threads(1)   # as in every grading process, so the in-process floor is comparable
     out = out.resolve()
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -296,7 +314,8 @@ def summary(results: dict) -> str:
     refusals = ", ".join(f"{name.removesuffix('_s')} {seconds} s" for name, seconds in cold_run["refusals"].items())
     return "\n".join([
         f"{results['machine']['cpus']} CPUs, attention:",
-        f"  cold: one correct submission {cold_run['grade_one_correct_s']} s wall ({phases})",
+        f"  cold: one correct submission {cold_run['grade_one_correct_s']} s wall ({phases}); "
+        f"{cold_run['grade_one_correct_recording_replays_s']} s when it records the replay file first",
         f"  refused: {refusals}",
         f"  {correct['size']} correct (--jobs 2): {correct['seconds']} s, {correct['wall_per_submission_s']} s wall "
         f"and {correct['cpu_per_submission_s']} s CPU each; in-process floor {floor['replayed_cpu_s']} s CPU "

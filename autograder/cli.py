@@ -43,6 +43,10 @@ def _grade(args: argparse.Namespace) -> int:
 
         assignment = Assignment.load(args.assignment)
         if pool:
+            if not args.no_replay:
+                from . import replays
+
+                replays.prepared(assignment)   # read while the worker starts; grading finds it in memory
             pool.finish()
         level = pool.level if pool else sandbox.detect_level(args.isolation)
         print(f"isolation: {level}", file=sys.stderr)

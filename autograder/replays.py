@@ -146,9 +146,9 @@ def save(replays: Replays, assignment: Any, target: Path) -> int:
             else:
                 del payloads[mark:]
     header = json.dumps({"key": _key(assignment), "checks": checks, "sizes": [len(p) for p in payloads]}).encode()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Owner-only: the file holds the reference's outputs, which student code running as another user (the
-    # uid isolation level, Gradescope) must not read.
+    # Owner-only, folder and file: they hold the reference's outputs, which student code running as another user
+    # (the uid isolation level, Gradescope) must not read (sandbox.isolation.reference_paths lists the folder).
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -187,18 +187,24 @@ def load(assignment: Any, source: Path) -> Replays | None:
         return None
 
 
+_prepared: dict[tuple[Path, str], Replays] = {}
+
+
 def prepared(assignment: Any) -> Replays:
     """The replays of `assignment` from its file; recorded and written first when the file is missing or stale
-    (a read-only install records them without writing)."""
+    (an install where it cannot be written records them without writing). Read once per process."""
     target = path(assignment.name)
-    replays = load(assignment, target)
-    if replays is None:
-        replays = record(assignment)
-        try:
-            save(replays, assignment, target)
-        except OSError:
-            pass
-    return replays
+    key = (target, assignment.version)
+    if key not in _prepared:
+        replays = load(assignment, target)
+        if replays is None:
+            replays = record(assignment)
+            try:
+                save(replays, assignment, target)
+            except OSError:
+                pass
+        _prepared[key] = replays
+    return _prepared[key]
 
 
 def _plain(value: Any) -> Any:

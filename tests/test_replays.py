@@ -87,6 +87,7 @@ def test_a_missing_file_is_recorded_and_written(recorded, tmp_path, monkeypatch)
     monkeypatch.setattr(replays, "path", lambda name: tmp_path / "new" / f"{name}.replays")
     assert len(replays.prepared(assignment)) == len(kept)
     assert (tmp_path / "new" / "vit.replays").is_file()
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700, "nobody else may even list the folder"
 
 
 def test_an_install_where_the_file_cannot_be_written_still_grades_with_the_recording(recorded, tmp_path,

@@ -153,10 +153,12 @@ def world_writable_dirs() -> tuple[str, ...]:
 
 def reference_paths() -> list[Path]:
     """Every place that holds reference code or rubrics: the reference package wherever it is installed,
-    the rubrics, and the notebooks and authoring files whose solution regions hold the same code (with
-    the `__pycache__` folders inside them)."""
+    the rubrics, the notebooks and authoring files whose solution regions hold the same code (with
+    the `__pycache__` folders inside them), and the recorded replays, which hold the reference's outputs
+    (autograder.replays.path)."""
     paths = [PROJECT_ROOT / "solutions", WORKER_DIR.parent / "rubrics",
-             PROJECT_ROOT / "assignments" / "source", PROJECT_ROOT / "assignments" / "authoring"]
+             PROJECT_ROOT / "assignments" / "source", PROJECT_ROOT / "assignments" / "authoring",
+             PROJECT_ROOT / "build" / "replays"]
     spec = importlib.util.find_spec("solutions")
     paths += [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
     return [path for path in dict.fromkeys(p.resolve() for p in paths) if path.exists()]

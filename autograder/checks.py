@@ -197,7 +197,8 @@ def matches_reference(target: str, reference: Callable, strategy: st.SearchStrat
                                                         f"gradient of {call.arg_name(index)}")
             return mismatch
         try:
-            received, args_after = student.call(target, call.args, call.kwargs)
+            received, args_after = student.call(target, call.args, call.kwargs,
+                                                args_after=aspect == "inputs_untouched")
         except StudentRaised as error:
             return raised(target, error)
         if aspect == "values":

@@ -35,7 +35,7 @@ class InProcessSession:
         return results
 
     def call(self, target: str, args: list, kwargs: dict, seed: int = 0, *, grad_inputs: list[int] | None = None,
-             grad_outputs: list | None = None) -> CallResult:
+             grad_outputs: list | None = None, args_after: bool = False) -> CallResult:
         torch.manual_seed(seed)
         args = [a.detach().clone() if isinstance(a, torch.Tensor) else build_module_tree(a.spec)
                 if isinstance(a, ModuleTree) else a for a in args]

@@ -31,9 +31,11 @@ class Student:
         self.seed = 0
         self.forbidden: Counter[str] = Counter()  # watched calls the worker counted during our calls
 
-    def call(self, target: str, args: tuple = (), kwargs: dict | None = None) -> tuple[Any, list]:
-        """Call `target(*args, **kwargs)` in the worker; return (value, args after the call)."""
-        result = self.session.call(target, list(args), dict(kwargs or {}), seed=self.seed)
+    def call(self, target: str, args: tuple = (), kwargs: dict | None = None, *,
+             args_after: bool = False) -> tuple[Any, list]:
+        """Call `target(*args, **kwargs)` in the worker; return (value, the arguments as the call left them,
+        when `args_after` asks for them, else [])."""
+        result = self.session.call(target, list(args), dict(kwargs or {}), seed=self.seed, args_after=args_after)
         self.forbidden.update(result.forbidden)
         if not result.ok:
             raise StudentRaised(result.error_type, result.message)

@@ -120,9 +120,13 @@ def test_cells_run_in_order_and_an_error_does_not_stop_the_next(pool):
         assert session.call("y", [], {}).value == 2
 
 
-def test_calls_return_data_and_the_arguments_after_the_call(pool):
-    result = run(pool, "def f(x):\n    x.add_(1)\n    return x * 2", "f", torch.zeros(2))
-    assert torch.equal(result.value, torch.full((2,), 2.0)) and torch.equal(result.args_after[0], torch.ones(2))
+def test_calls_return_data_and_the_arguments_after_the_call_when_asked(pool):
+    with pool.session() as session:
+        session.exec_cells([{"id": "cell", "source": "def f(x):\n    x.add_(1)\n    return x * 2"}])
+        asked = session.call("f", [torch.zeros(2)], {}, args_after=True)
+        plain = session.call("f", [torch.zeros(2)], {})
+    assert torch.equal(asked.value, torch.full((2,), 2.0)) and torch.equal(asked.args_after[0], torch.ones(2))
+    assert torch.equal(plain.value, asked.value) and plain.args_after == [], "no bytes spent on what nobody reads"
 
 
 @pytest.mark.parametrize("body, error", [

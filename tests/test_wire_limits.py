@@ -54,3 +54,20 @@ def test_bool_bytes_other_than_0_and_1_read_as_true():
     header, payloads = received(frame(json.dumps({"sizes": [3]}).encode(), bytes([0, 1, 7])))
     value = wire.decode({"t": "tensor", "payload": 0, "dtype": "bool", "shape": [3], "device": "cpu"}, payloads)
     assert value.tolist() == [False, True, True] and value.dtype is torch.bool
+
+
+def test_a_message_comes_back_whole_however_it_arrives_and_nothing_may_follow_it():
+    payloads: list[bytes] = []
+    tree = wire.encode((torch.arange(6.0).reshape(2, 3), torch.ones(70_000, dtype=torch.uint8)), payloads)
+    message = frame(json.dumps({"value": tree, "sizes": [len(p) for p in payloads]}).encode(), b"".join(payloads))
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        for start in range(0, len(message), 4096):   # in pieces, as a busy sender's bytes may arrive
+            theirs.sendall(message[start:start + 4096])
+        header, data = wire.receive(ours)
+    value = wire.decode(header["value"], data)
+    assert torch.equal(value[0], torch.arange(6.0).reshape(2, 3)) and torch.equal(value[1], torch.ones(70_000).byte())
+    small = frame(json.dumps({"sizes": [3]}).encode(), b"abc")
+    assert received(small)[1] == [bytearray(b"abc")]
+    with pytest.raises(wire.ProtocolError, match="more bytes arrived than the message holds"):
+        received(small + b"unasked")

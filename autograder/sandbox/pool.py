@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -32,6 +33,7 @@ from .isolation import (IsolationError, Launch, candidates, check_references, de
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 POLL_S = 0.05
+_STATUS_FIELDS = re.compile(rb"^(State|SigPnd|ShdPnd):\s*(\S+)", re.M)
 MAX_TREE = 4096  # more processes than any RLIMIT_NPROC we set: a fork bomb's tail goes uncounted, not unkilled
 
 
@@ -192,6 +194,7 @@ class WorkerPool:
         self.launch: Launch | None = None
         self.exit_statuses: dict[int, int] = {}
         self.server_pid: int | None = None
+        self._status: int | None = None   # descriptor of the fork server's /proc status (see intact)
 
     def __enter__(self) -> "WorkerPool":
         self.start()
@@ -263,6 +266,7 @@ class WorkerPool:
 
     def _wait_ready(self) -> None:
         message, self.server_pid = _receive_with_pid(self.control, self.limits.start_timeout_s)
+        self._status = os.open(f"/proc/{self.server_pid}/status", os.O_RDONLY) if self.server_pid else None
         if not message or json.loads(message).get("op") != "ready":
             self._stderr.seek(0)
             detail = self._stderr.read().decode(errors="replace")[-2000:]
@@ -274,20 +278,24 @@ class WorkerPool:
 
     def intact(self) -> bool:
         """Whether the fork server is alive with no signal pending. A submission that signalled it (kill
-        returns once the signal is queued) is caught here even if it answered before the signal landed."""
+        returns once the signal is queued) is caught here even if it answered before the signal landed.
+        Asked after every message, so its status file is kept open (a dead server's no longer reads)."""
         try:
-            status = open(f"/proc/{self.server_pid}/status").read()
+            status = os.pread(self._status, 8192, 0)
         except (OSError, TypeError):
             return False
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        return (fields.get("State", "").strip()[:1] not in ("Z", "X")
-                and int(fields.get("SigPnd", "0"), 16) == 0 and int(fields.get("ShdPnd", "0"), 16) == 0)
+        fields = dict(_STATUS_FIELDS.findall(status))
+        return (fields.get(b"State", b"")[:1] not in (b"Z", b"X")
+                and int(fields.get(b"SigPnd", b"0"), 16) == 0 and int(fields.get(b"ShdPnd", b"0"), 16) == 0)
 
     def restart(self) -> None:
         self.close()
         self.start()
 
     def close(self) -> None:
+        if self._status is not None:
+            os.close(self._status)
+            self._status = None
         if self.process is not None:
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
@@ -569,12 +577,13 @@ class Session:
         return kind, str(reply.get("message", ""))[:2000]
 
     def call(self, target: str, args: list, kwargs: dict, seed: int = 0, *, grad_inputs: list[int] | None = None,
-             grad_outputs: list | None = None) -> CallResult:
-        """Call `target`; with `grad_inputs`, also backward from the outputs weighted by `grad_outputs`."""
+             grad_outputs: list | None = None, args_after: bool = False) -> CallResult:
+        """Call `target`; with `grad_inputs`, also backward from the outputs weighted by `grad_outputs`; with
+        `args_after`, also send back the arguments as the call left them."""
         payloads: list[bytes] = []
         header = {"op": "call", "target": target, "seed": seed, "device": self.pool.device,
                   "args": [wire.encode(a, payloads) for a in args],
-                  "kwargs": {k: wire.encode(v, payloads) for k, v in kwargs.items()}}
+                  "kwargs": {k: wire.encode(v, payloads) for k, v in kwargs.items()}, "args_after": args_after}
         if grad_inputs:
             header["grad_inputs"] = list(grad_inputs)
             header["grad_outputs"] = [None if g is None else wire.encode(g, payloads) for g in grad_outputs or []]

@@ -227,12 +227,19 @@ def tensor_device(tree: object) -> str | None:
 
 # --- framing ------------------------------------------------------------------------------------
 
+JOINED_BYTES = 1 << 20  # a message up to this size is sent with one system call, and read with one or two
+FIRST_READ = 1 << 16
+
+
 def send(sock: socket.socket, header: dict, payloads: list[bytes] = ()) -> None:
     header = dict(header, sizes=[len(p) for p in payloads])
     body = json.dumps(header, allow_nan=False).encode()
-    sock.sendall(struct.pack(">Q", len(body)) + body)
-    for payload in payloads:
-        sock.sendall(payload)
+    parts = [struct.pack(">Q", len(body)), body, *payloads]
+    if len(body) + sum(len(p) for p in payloads) <= JOINED_BYTES:
+        sock.sendall(b"".join(parts))
+    else:
+        for part in parts:
+            sock.sendall(part)
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytearray:
@@ -249,12 +256,26 @@ def _recv_exact(sock: socket.socket, size: int) -> bytearray:
 
 def receive(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[dict, list[bytearray]]:
     """One message: (header, payloads). Raises EOFError on a closed connection, ProtocolError on garbage
-    (TooLarge when its payloads are over `max_bytes`: then nothing past the header has been read)."""
-    (length,) = struct.unpack(">Q", _recv_exact(sock, 8))
+    (TooLarge when its payloads are over `max_bytes`: then at most FIRST_READ bytes past the header were read).
+
+    The two sides take turns (a request, then its reply; a callback, then its answer), so nothing may follow
+    a message before it is answered: the first read takes whatever has arrived, up to FIRST_READ bytes, and
+    bytes in it beyond the message are refused."""
+    start = bytearray(FIRST_READ)
+    view, received = memoryview(start), 0
+    while received < 8:
+        count = sock.recv_into(view[received:])
+        if not count:
+            raise EOFError("connection closed")
+        received += count
+    (length,) = struct.unpack(">Q", start[:8])
     if length > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {length} bytes is over the {MAX_HEADER_BYTES} byte limit")
+    header_bytes = bytes(start[8:min(received, 8 + length)])
+    if len(header_bytes) < length:
+        header_bytes += _recv_exact(sock, length - len(header_bytes))
     try:
-        header = json.loads(_recv_exact(sock, length))
+        header = json.loads(header_bytes)
     except (UnicodeDecodeError, ValueError) as error:
         raise ProtocolError(f"header is not JSON: {error}") from None
     except RecursionError:   # json.loads recurses once per level of nesting
@@ -264,4 +285,15 @@ def receive(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[di
         raise ProtocolError("header lacks a valid list of payload sizes")
     if sum(sizes) > max_bytes:
         raise TooLarge(sum(sizes), max_bytes)
-    return header, [_recv_exact(sock, size) for size in sizes]
+    early = view[min(received, 8 + length):received]   # payload bytes that came with the header
+    if len(early) > sum(sizes):
+        raise ProtocolError("more bytes arrived than the message holds")
+    payloads = []
+    for size in sizes:
+        taken = early[:size]
+        early = early[len(taken):]
+        payload = bytearray(taken)
+        if len(payload) < size:
+            payload += _recv_exact(sock, size - len(payload))
+        payloads.append(payload)
+    return header, payloads

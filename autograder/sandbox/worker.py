@@ -294,8 +294,9 @@ class Child:
         # A model the grader had built for this call reports which parameters now require gradients.
         models = [{name: [bool(p.requires_grad), int(p.numel())] for name, p in a.named_parameters()}
                   for a in args if isinstance(a, torch.nn.Module)]
-        reply = {"ok": True, "value": wire.encode(value, out), "models": models,
-                 "args_after": [wire.encode(a, out) for a in args]}
+        reply = {"ok": True, "value": wire.encode(value, out), "models": models}
+        if header.get("args_after"):
+            reply["args_after"] = [wire.encode(a, out) for a in args]
         if grad_inputs:
             reply["input_grads"] = [wire.encode(args[i].grad, out) for i in grad_inputs]
         return reply, out

@@ -325,12 +325,18 @@ def test_slots_that_cannot_start_stop_the_batch_instead_of_zeroing_everyone(tmp_
         batch.grade([Submission("a", tmp_path / "a.ipynb")])
 
 
+def _as_from_a_terminal() -> None:
+    """A shell starts commands with Ctrl-C deliverable; a test worker's own signal state is not inherited."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_keeps_finished_results_writes_grades_csv_and_says_how_to_resume(attention_samples, tmp_path):
     out = tmp_path / "grades"
     command = [sys.executable, "-m", "autograder", "grade", "attention", str(attention_samples), "--out", str(out),
                "--jobs", "2"]
     grader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
+                              start_new_session=True, preexec_fn=_as_from_a_terminal)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not list(out.glob("*.json")):
         time.sleep(0.2)

@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="refuse to grade below LEVEL")
     grade.add_argument("--no-replay", action="store_true",
                        help="search every check afresh for every submission instead of first replaying the examples "
-                            "an earlier submission passed (slower; the grades are the same)")
+                            "the reference passes (slower; the grades are the same)")
     grade.set_defaults(run=_grade)
 
     notebooks = commands.add_parser("build", help="build assignments/source/*.ipynb from the authoring files")

@@ -227,8 +227,8 @@ def tensor_device(tree: object) -> str | None:
 
 # --- framing ------------------------------------------------------------------------------------
 
-JOINED_BYTES = 1 << 20  # a message up to this size is sent with one system call, and read with one or two
-FIRST_READ = 1 << 16
+JOINED_BYTES = 1 << 20  # a message up to this size is sent with one system call
+FIRST_READ = 1 << 16    # and one up to this size is read with one or two
 
 
 def send(sock: socket.socket, header: dict, payloads: list[bytes] = ()) -> None:

@@ -208,7 +208,7 @@ def matches_reference(target: str, reference: Callable, strategy: st.SearchStrat
         return _inputs_unchanged(target, call, args_after)
 
     return Check(check_id, title, hint, strategy, run, max_examples, weight, sentence=sentence, core=core,
-                 expect=expect)
+                 expect=expect, one_call=True)
 
 
 @dataclass(frozen=True)
@@ -283,7 +283,7 @@ def module_matches_reference(target: str, reference_cls: type, strategy: st.Sear
         return mismatch
 
     return Check(check_id, title, hint, strategy, run, max_examples, weight, sentence=sentence, core=core,
-                 expect=partial(_reference_run, reference_cls))
+                 expect=partial(_reference_run, reference_cls), one_call=True)
 
 
 def holds(check_id: str, title: str, prop: Callable, target: str, strategy: st.SearchStrategy, *, sentence: str,

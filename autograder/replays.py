@@ -1,18 +1,17 @@
-"""Replays: the examples a passing search draws, kept so that later submissions are checked on them first.
+"""Replays: the examples a passing search draws, kept so that no submission pays for drawing them.
 
 Examples are derandomized, so every submission that passes a check draws
-exactly the examples the reference draws, in the same order (the search only
-takes another path after a failure). `record` runs every check in this
-process against the reference solution and keeps, per check, those examples
-and the reference's side of each (`Check.expect`); `runner.run_check` then
-tries a submission on them first, with no drawing and no reference, and
-searches only when one of them fails (see `autograder.runner`).
+exactly the same examples, in the same order (the search only takes another
+path after a failure). `runner.run_check` runs every check on that list
+first, each example with the reference's side of it (`Check.expect`), and
+searches only when one of them fails. `record` draws the lists of every
+check once, in this process.
 
 A file of replays (`path`) holds them for one rubric version, Python and
 machine, and is read with the wire format's validating decoder, never pickle.
 Every grading run loads it, or records and writes it when it is missing or
 stale, so neither a cold start (Gradescope) nor a batch slot's first
-submission pays for the search of a correct submission.
+submission pays for drawing them or for the reference's outputs.
 """
 from __future__ import annotations
 
@@ -28,12 +27,12 @@ from typing import Any
 
 import torch
 
-from .build import ROOT, source_path
+from .build import ROOT
 from . import checks, strategies
 from .rubric import Check
 from .sandbox import wire
 
-FORMAT = 1
+FORMAT = 2
 # Dataclasses an example may be made of (those of the check builders and of the strategies); nothing else is
 # rebuilt from a file.
 EXAMPLE_CLASSES = {cls.__name__: cls for module in (checks, strategies) for cls in vars(module).values()
@@ -96,25 +95,19 @@ def _tensor_bytes(value: Any) -> int:
     return 0
 
 
-# --- recording against the reference ------------------------------------------------------------
+# --- recording ------------------------------------------------------------------------------------
 
 def record(assignment: Any) -> Replays:
-    """Every check of `assignment` (a `grade.Assignment`) run in this process against the reference solution (the
-    source notebook's cells); the replays of those it passes. Single-threaded, as every grading process is, so
-    the reference's outputs carry the same rounding."""
-    from .inprocess import InProcessSession
-    from .runner import run_check
-    from .student import Student
-    from .submission import recover
+    """The listed examples of every check of `assignment` (a `grade.Assignment`), drawn in this process with the
+    reference's side of each. Single-threaded, as every grading process is, so the reference's outputs carry the
+    same rounding."""
+    from .runner import draw
 
     torch.set_num_threads(1)
     replays = Replays()
-    cells = recover(source_path(assignment.name), list(assignment.setup_cells), assignment.item_names).cells
     for item in assignment.rubric.items:
-        session = InProcessSession()
-        session.exec_cells(cells)
         for check in item.checks:
-            run_check(check, Student(session, item.name), replays)
+            replays.keep(check, draw(check))
     return replays
 
 

@@ -44,6 +44,9 @@ class Check:
     # The reference's side of one example (what the student must reproduce), computed in the grader. It must
     # depend on the example alone: a batch computes it once per example and reuses it (see runner.Replays).
     expect: Callable[[Any], Any] | None = None
+    # `run` makes exactly one call of the student's code per example, decided by the example and `expect`'s
+    # result alone: the runner can then send a chunk of examples' calls to the worker in one request.
+    one_call: bool = False
 
 
 CORE_SHARE = 0.6  # the core check carries at least this share of an item's weight

@@ -17,7 +17,8 @@ from autograder.rubric import CORE_SHARE, Check, Item
 from autograder.runner import Outcome
 from autograder.samples import implementation_code
 from autograder.selfcheck.core import REGISTRY, run_visible
-from autograder.trusted import answer
+from autograder import trusted as trusted_module
+from autograder.trusted import TrustedCalls
 
 from .test_idioms import CORPUS, expected
 
@@ -99,13 +100,35 @@ def test_floats_print_with_the_digits_that_tell_them_apart():
 def test_trusted_answer_gives_outputs_and_vector_jacobian_products():
     def f(x, y, scale=1.0):
         return x * y * scale, (x + y).sum()
+    trusted = TrustedCalls({"f": f})
     x, y = torch.randn(3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
-    values, single = answer(f, "call", [x, y], {"scale": 2.0}, [])
-    assert not single and torch.equal(values[0], x * y * 2.0)
-    grads, _ = answer(f, "vjp", [x, y], {"scale": 2.0}, [torch.ones(3, dtype=torch.float64), torch.tensor(1.0).double()])
-    assert torch.allclose(grads[0], y * 2.0 + 1) and torch.allclose(grads[1], x * 2.0 + 1)
+    grad_outputs = [torch.ones(3, dtype=torch.float64), torch.tensor(1.0).double()]
+    plain = trusted.answer("f", "call", [x, y], {"scale": 2.0}, [])
+    assert not plain["single"] and torch.equal(plain["values"][0], x * y * 2.0) and "call" not in plain
+    recomputed = trusted.answer("f", "vjp", [x, y], {"scale": 2.0}, grad_outputs)["values"]
+    assert torch.allclose(recomputed[0], y * 2.0 + 1) and torch.allclose(recomputed[1], x * 2.0 + 1)
+    # A call that will be differentiated keeps its graph: its backward needs only the output gradients, twice if
+    # asked, and gives exactly what recomputing gives.
+    kept = trusted.answer("f", "call", [x, y], {"scale": 2.0}, [], keep=True)
+    assert torch.equal(kept["values"][0], plain["values"][0]) and not kept["values"][0].requires_grad
+    for _ in range(2):
+        from_graph = trusted.answer("f", "vjp", [], {}, grad_outputs, call=kept["call"])["values"]
+        assert all(torch.equal(a, b) for a, b in zip(from_graph, recomputed))
+    trusted.forget()
+    assert trusted.answer("f", "vjp", [], {}, grad_outputs, call=kept["call"]) == {"forgotten": True}
+    assert trusted.answer("f", "vjp", [], {}, grad_outputs, call="0") == {"forgotten": True}
     with pytest.raises(ValueError):
-        answer(f, "exec", [x, y], {}, [])
+        trusted.answer("f", "exec", [x, y], {}, [])
+
+
+def test_kept_graphs_are_dropped_oldest_first_beyond_their_byte_budget(monkeypatch):
+    monkeypatch.setattr(trusted_module, "KEPT_BYTES", 2 * 16)  # two calls of one float64 in and one out
+    trusted = TrustedCalls({"double": lambda x: 2 * x})
+    ids = [trusted.answer("double", "call", [torch.ones(1, dtype=torch.float64)], {}, [], keep=True)["call"]
+           for _ in range(3)]
+    one = [torch.ones(1, dtype=torch.float64)]
+    assert trusted.answer("double", "vjp", [], {}, one, call=ids[0]) == {"forgotten": True}
+    assert torch.equal(trusted.answer("double", "vjp", [], {}, one, call=ids[2])["values"][0], 2 * one[0])
 
 
 def test_items_that_call_graded_names_name_their_trusted_stand_ins():

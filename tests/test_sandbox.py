@@ -129,6 +129,47 @@ def test_calls_return_data_and_the_arguments_after_the_call_when_asked(pool):
     assert torch.equal(plain.value, asked.value) and plain.args_after == [], "no bytes spent on what nobody reads"
 
 
+BATCHED = """
+import os, time
+def f(x, burn=0.0):
+    end = time.process_time() + burn
+    while time.process_time() < end:
+        pass
+    if x == 2:
+        raise ValueError('two')
+    if x == 3:
+        os._exit(3)
+    while x == 5:
+        pass
+    return x * 10
+"""
+
+
+def batch(pool: WorkerPool, *calls: tuple) -> list:
+    """Results of `f(*args)` for each args in `calls`, made in one batch; a WorkerError ends the list with it."""
+    results = []
+    with pool.session() as session:
+        session.exec_cells([{"id": "cell", "source": BATCHED}])
+        try:
+            for result in session.batch([("call", ("f", list(args), {}), {}) for args in calls]):
+                results.append(result)
+        except (WorkerCrashed, WorkerTimeout) as error:
+            results.append(error)
+    return results
+
+
+def test_a_batch_answers_every_call_in_order_each_within_its_own_cpu_limit(pool):
+    # Three calls of 0.8 s of CPU: together over the 2 s a call may take, each well within it.
+    results = batch(pool, (0, 0.8), (1, 0.8), (2,), (4, 0.8))
+    assert [r.value if r.ok else r.error_type for r in results] == [0, 10, "ValueError", 40]
+
+
+@pytest.mark.parametrize("stopping, error", [(3, "exited with status 3"), (5, "timed out after 2 s of CPU time")])
+def test_a_call_that_kills_or_hangs_the_worker_in_a_batch_is_reported_at_that_call(pool, stopping, error):
+    results = batch(pool, (1,), (stopping,), (4,))
+    assert results[0].value == 10 and len(results) == 2 and error in str(results[1])
+
+
 @pytest.mark.parametrize("body, error", [
     ("raise ValueError('bad size')", "ValueError"),
     ("raise SystemExit(1)", "SystemExit"),

@@ -21,12 +21,12 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 from . import wire
-from ..trusted import answer
+from ..trusted import TrustedCalls
 from .isolation import (IsolationError, Launch, candidates, check_references, detected_level, forced_level,
                         remember_level)
 
@@ -405,13 +405,14 @@ class Session:
                  deadline: float):
         self.pool = pool
         self.sock = sock
+        self.receiver = wire.Receiver(sock)
         self.pid = pid
         self.server_pid = server_pid
         self.uid = uid
         self.deadline = deadline
         self.closed = False
         self.stopped = ""  # why the grader stopped it, repeated to every later request
-        self.trusted: dict[str, Any] = {}  # graded names computed here on the worker's behalf (see trust)
+        self.trusted = TrustedCalls({})  # graded names computed here on the worker's behalf (see trust)
 
     def __enter__(self) -> "Session":
         return self
@@ -482,29 +483,37 @@ class Session:
         return None
 
     def _request(self, header: dict, payloads: list[bytes]) -> tuple[dict, list[bytes]]:
+        self._send(header, payloads)
+        return self._reply(wire.reply_limit(payloads))
+
+    def _send(self, header: dict, payloads: list[bytes]) -> None:
         if self.closed or self.stopped:
             raise WorkerCrashed(self.stopped or "the worker for this submission was already stopped")
-        limits = self.pool.limits
         try:
-            self.sock.settimeout(limits.call_wall_s)
+            self.sock.settimeout(self.pool.limits.call_wall_s)
             wire.send(self.sock, header, payloads)
         except (OSError, socket.timeout):
             raise self._died() from None
-        waiting = _Waiting(time.monotonic() + limits.call_wall_s)
+
+    def _reply(self, max_bytes: int) -> tuple[dict, list[bytes]]:
+        """The reply to the oldest request not yet answered, within one call's limits; callbacks of trusted
+        functions that come first are answered."""
+        waiting = _Waiting(time.monotonic() + self.pool.limits.call_wall_s)
         while True:
-            reply = self._next_message(waiting, wire.reply_limit(payloads))
+            reply = self._next_message(waiting, max_bytes)
             if reply[0].get("op") != "callback":
+                self.trusted.forget()
                 return reply
             self._answer_callback(*reply)
 
     def _next_message(self, waiting: _Waiting, max_bytes: int) -> tuple[dict, list[bytes]]:
         """Wait for the worker's next message within the call's CPU and wall limits and the submission's."""
-        while not select.select([self.sock], [], [], POLL_S)[0]:
+        while not self.receiver.early and not select.select([self.sock], [], [], POLL_S)[0]:
             error = self._over_budget(waiting)
             if error is not None:
                 raise self._stop(error)
         try:
-            reply = wire.receive(self.sock, max_bytes)
+            reply = self.receiver.receive(max_bytes)
         except (EOFError, OSError, socket.timeout):
             raise self._died() from None
         except wire.TooLarge as error:
@@ -521,13 +530,12 @@ class Session:
     def trust(self, functions: dict[str, Any]) -> None:
         """Replace the graded names in `functions` by stand-ins the grader computes with these functions (see
         `autograder.trusted`); the functions themselves never leave this process."""
-        self.trusted = dict(functions)
+        self.trusted = TrustedCalls(functions)
         self._request({"op": "trust", "names": sorted(functions)}, [])
 
     def _answer_callback(self, header: dict, data: list[bytes]) -> None:
         """Compute one call (or vector-Jacobian product) of a trusted function the worker asked for."""
-        function = self.trusted.get(header.get("name"))
-        if function is None:
+        if header.get("name") not in self.trusted:
             self._kill()
             raise ProtocolError("the worker asked for a trusted function it was not given; "
                                 "did your code write to the grader's channel?")
@@ -540,8 +548,9 @@ class Session:
             raise ProtocolError(f"the worker sent a malformed callback ({error})") from None
         payloads: list[bytes] = []
         try:
-            values, single = answer(function, header.get("kind"), args, kwargs, grads)
-            reply = {"ok": True, "values": [wire.encode(v, payloads) for v in values], "single": single}
+            reply = self.trusted.answer(header["name"], header.get("kind"), args, kwargs, grads,
+                                        keep=header.get("keep") is True, call=header.get("call"))
+            reply = dict(reply, ok=True, values=[wire.encode(v, payloads) for v in reply.get("values", [])])
         except Exception as error:  # noqa: BLE001 - inputs the trusted function refuses: the student's error
             payloads, reply = [], {"ok": False, "message": f"{type(error).__name__}: {error}"[:2000]}
         try:
@@ -581,13 +590,56 @@ class Session:
         """Call `target`; with `grad_inputs`, also backward from the outputs weighted by `grad_outputs`; with
         `args_after`, also send back the arguments as the call left them."""
         payloads: list[bytes] = []
+        header = self._call_header(payloads, target, args, kwargs, seed, grad_inputs=grad_inputs,
+                                   grad_outputs=grad_outputs, args_after=args_after)
+        return self._call_result(*self._request(header, payloads))
+
+    def call_module(self, target: str, init_args: list, init_kwargs: dict, state_dict: dict | None, *,
+                    dtype: torch.dtype = torch.float32, train: bool = False, method: str = "forward",
+                    args: list, kwargs: dict, grad_inputs: list[int], grad_outputs: list | None,
+                    seed: int = 0) -> ModuleResult:
+        """Build the module `target`, load `state_dict`, run `method` (and backward from the outputs weighted by
+        `grad_outputs`)."""
+        payloads: list[bytes] = []
+        header = self._module_header(payloads, target, init_args, init_kwargs, state_dict, dtype=dtype, train=train,
+                                     method=method, args=args, kwargs=kwargs, grad_inputs=grad_inputs,
+                                     grad_outputs=grad_outputs, seed=seed)
+        return self._module_result(*self._request(header, payloads))
+
+    def batch(self, calls: list[tuple[str, tuple, dict]]) -> Iterator[CallResult | ModuleResult]:
+        """Make `calls` ((method, args, kwargs) of `call` or `call_module`) in one request; yield their results in
+        order, each as the worker sends it, every call within the limits of one. The worker makes every call,
+        whatever the ones before it returned. Stopping before the last result stops the session."""
+        payloads: list[bytes] = []
+        requests, limits = [], []
+        for method, args, kwargs in calls:
+            mark = len(payloads)
+            build = {"call": self._call_header, "call_module": self._module_header}[method]
+            requests.append(build(payloads, *args, **kwargs))
+            limits.append(wire.reply_limit(payloads[mark:]))
+        self._send({"op": "batch", "requests": requests}, payloads)
+        answered = 0
+        try:
+            for (method, _, _), limit in zip(calls, limits):
+                reply = self._reply(limit)
+                answered += 1
+                yield self._call_result(*reply) if method == "call" else self._module_result(*reply)
+        finally:
+            if answered < len(calls) and not self.stopped:
+                self._stop(WorkerCrashed("the grader stopped reading this submission's answers"))
+
+    def _call_header(self, payloads: list[bytes], target: str, args: list, kwargs: dict, seed: int = 0, *,
+                     grad_inputs: list[int] | None = None, grad_outputs: list | None = None,
+                     args_after: bool = False) -> dict:
         header = {"op": "call", "target": target, "seed": seed, "device": self.pool.device,
                   "args": [wire.encode(a, payloads) for a in args],
                   "kwargs": {k: wire.encode(v, payloads) for k, v in kwargs.items()}, "args_after": args_after}
         if grad_inputs:
             header["grad_inputs"] = list(grad_inputs)
             header["grad_outputs"] = [None if g is None else wire.encode(g, payloads) for g in grad_outputs or []]
-        reply, data = self._request(header, payloads)
+        return header
+
+    def _call_result(self, reply: dict, data: list[bytes]) -> CallResult:
         if reply.get("ok") is not True:
             return CallResult(False, None, [], *self._error(reply), forbidden=_forbidden(reply))
         after = reply.get("args_after")
@@ -599,19 +651,19 @@ class Session:
                           input_grads=[self._decode(g, data) for g in grads] if isinstance(grads, list) else [],
                           forbidden=_forbidden(reply))
 
-    def call_module(self, target: str, init_args: list, init_kwargs: dict, state_dict: dict | None, *,
-                    dtype: torch.dtype = torch.float32, train: bool = False, method: str = "forward",
-                    args: list, kwargs: dict, grad_inputs: list[int], grad_outputs: list | None,
-                    seed: int = 0) -> ModuleResult:
-        payloads: list[bytes] = []
+    def _module_header(self, payloads: list[bytes], target: str, init_args: list, init_kwargs: dict,
+                       state_dict: dict | None, *, dtype: torch.dtype = torch.float32, train: bool = False,
+                       method: str = "forward", args: list, kwargs: dict, grad_inputs: list[int],
+                       grad_outputs: list | None, seed: int = 0) -> dict:
         encode = lambda value: wire.encode(value, payloads)  # noqa: E731
-        header = {"op": "module", "target": target, "seed": seed, "device": self.pool.device,
-                  "dtype": wire.DTYPE_NAMES[dtype], "train": train, "method": method,
-                  "init_args": [encode(a) for a in init_args], "init_kwargs": {k: encode(v) for k, v in init_kwargs.items()},
-                  "state_dict": {k: encode(v) for k, v in (state_dict or {}).items()},
-                  "args": [encode(a) for a in args], "kwargs": {k: encode(v) for k, v in kwargs.items()},
-                  "grad_inputs": grad_inputs, "grad_outputs": [None if g is None else encode(g) for g in grad_outputs or []]}
-        reply, data = self._request(header, payloads)
+        return {"op": "module", "target": target, "seed": seed, "device": self.pool.device,
+                "dtype": wire.DTYPE_NAMES[dtype], "train": train, "method": method,
+                "init_args": [encode(a) for a in init_args], "init_kwargs": {k: encode(v) for k, v in init_kwargs.items()},
+                "state_dict": {k: encode(v) for k, v in (state_dict or {}).items()},
+                "args": [encode(a) for a in args], "kwargs": {k: encode(v) for k, v in kwargs.items()},
+                "grad_inputs": grad_inputs, "grad_outputs": [None if g is None else encode(g) for g in grad_outputs or []]}
+
+    def _module_result(self, reply: dict, data: list[bytes]) -> ModuleResult:
         if reply.get("ok") is not True:
             return ModuleResult(False, error_type=self._error(reply)[0], message=self._error(reply)[1],
                                 forbidden=_forbidden(reply))

@@ -254,46 +254,59 @@ def _recv_exact(sock: socket.socket, size: int) -> bytearray:
     return buffer
 
 
-def receive(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[dict, list[bytearray]]:
-    """One message: (header, payloads). Raises EOFError on a closed connection, ProtocolError on garbage
-    (TooLarge when its payloads are over `max_bytes`: then at most FIRST_READ bytes past the header were read).
+class Receiver:
+    """Reads messages from one socket. Bytes that arrive past a message are kept for the next one: the worker
+    answers a batch of calls (see worker.Child.serve) with one reply per call, sent as each call finishes."""
 
-    The two sides take turns (a request, then its reply; a callback, then its answer), so nothing may follow
-    a message before it is answered: the first read takes whatever has arrived, up to FIRST_READ bytes, and
-    bytes in it beyond the message are refused."""
-    start = bytearray(FIRST_READ)
-    view, received = memoryview(start), 0
-    while received < 8:
-        count = sock.recv_into(view[received:])
-        if not count:
-            raise EOFError("connection closed")
-        received += count
-    (length,) = struct.unpack(">Q", start[:8])
-    if length > MAX_HEADER_BYTES:
-        raise ProtocolError(f"header of {length} bytes is over the {MAX_HEADER_BYTES} byte limit")
-    header_bytes = bytes(start[8:min(received, 8 + length)])
-    if len(header_bytes) < length:
-        header_bytes += _recv_exact(sock, length - len(header_bytes))
-    try:
-        header = json.loads(header_bytes)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise ProtocolError(f"header is not JSON: {error}") from None
-    except RecursionError:   # json.loads recurses once per level of nesting
-        raise ProtocolError("header is nested too deeply to be a message") from None
-    sizes = header.get("sizes") if isinstance(header, dict) else None
-    if not isinstance(sizes, list) or not all(type(s) is int and s >= 0 for s in sizes):
-        raise ProtocolError("header lacks a valid list of payload sizes")
-    if sum(sizes) > max_bytes:
-        raise TooLarge(sum(sizes), max_bytes)
-    early = view[min(received, 8 + length):received]   # payload bytes that came with the header
-    if len(early) > sum(sizes):
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.early = bytearray()   # bytes read past the last message
+
+    def receive(self, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[dict, list[bytearray]]:
+        """One message: (header, payloads). Raises EOFError on a closed connection, ProtocolError on garbage
+        (TooLarge when its payloads are over `max_bytes`: then at most FIRST_READ bytes past the header were
+        read)."""
+        self._fill(8)
+        (length,) = struct.unpack(">Q", self.early[:8])
+        if length > MAX_HEADER_BYTES:
+            raise ProtocolError(f"header of {length} bytes is over the {MAX_HEADER_BYTES} byte limit")
+        self._fill(8 + length)
+        header_bytes = bytes(self.early[8:8 + length])
+        del self.early[:8 + length]
+        try:
+            header = json.loads(header_bytes)
+        except (UnicodeDecodeError, ValueError) as error:
+            raise ProtocolError(f"header is not JSON: {error}") from None
+        except RecursionError:   # json.loads recurses once per level of nesting
+            raise ProtocolError("header is nested too deeply to be a message") from None
+        sizes = header.get("sizes") if isinstance(header, dict) else None
+        if not isinstance(sizes, list) or not all(type(s) is int and s >= 0 for s in sizes):
+            raise ProtocolError("header lacks a valid list of payload sizes")
+        if sum(sizes) > max_bytes:
+            raise TooLarge(sum(sizes), max_bytes)
+        payloads = []
+        for size in sizes:
+            payload = self.early[:size]
+            del self.early[:size]
+            if len(payload) < size:
+                payload += _recv_exact(self.sock, size - len(payload))
+            payloads.append(payload)
+        return header, payloads
+
+    def _fill(self, size: int) -> None:
+        """Read until at least `size` bytes are held: whatever has arrived, FIRST_READ bytes or more at a time."""
+        while len(self.early) < size:
+            chunk = self.sock.recv(max(FIRST_READ, size - len(self.early)))
+            if not chunk:
+                raise EOFError("connection closed")
+            self.early += chunk
+
+
+def receive(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[dict, list[bytearray]]:
+    """One message on a socket where the two sides take turns (a request, then its reply; a callback, then its
+    answer), so nothing may follow it before it is answered: bytes that arrived past it are refused."""
+    receiver = Receiver(sock)
+    message = receiver.receive(max_bytes)
+    if receiver.early:
         raise ProtocolError("more bytes arrived than the message holds")
-    payloads = []
-    for size in sizes:
-        taken = early[:size]
-        early = early[len(taken):]
-        payload = bytearray(taken)
-        if len(payload) < size:
-            payload += _recv_exact(sock, size - len(payload))
-        payloads.append(payload)
-    return header, payloads
+    return message

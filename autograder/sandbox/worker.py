@@ -185,25 +185,36 @@ class Child:
         self.namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__}
 
     def serve(self) -> None:
+        """Answer requests until the grader hangs up. A "batch" request holds several; each gets its own reply,
+        sent as soon as it is made, exactly as if it had come alone."""
         while True:
             try:
                 header, payloads = wire.receive(self.sock)
             except (EOFError, OSError, wire.ProtocolError):
                 return
-            out, err = CappedText(), CappedText()
-            sys.stdout, sys.stderr = out, err
-            CALLS.clear()
-            try:
-                reply, reply_payloads = self.handle(header, payloads)
-            except BaseException as error:  # noqa: BLE001 - SystemExit, KeyboardInterrupt: reported, not obeyed
-                reply, reply_payloads = _error_reply(error), []
-            finally:
-                sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-            reply.update(stdout=out.value(), stderr=err.value(), forbidden=dict(CALLS))
-            try:
-                wire.send(self.sock, reply, reply_payloads)
-            except (OSError, ValueError):
-                return
+            requests = header.get("requests") if header.get("op") == "batch" else [header]
+            for request in requests if isinstance(requests, list) else []:
+                if not self.answer(request if isinstance(request, dict) else {}, payloads):
+                    return
+
+    def answer(self, header: dict, payloads: list[bytes]) -> bool:
+        """Handle one request and send its reply, with what the student's code printed and the watched calls it
+        made; whether the grader is still there."""
+        out, err = CappedText(), CappedText()
+        sys.stdout, sys.stderr = out, err
+        CALLS.clear()
+        try:
+            reply, reply_payloads = self.handle(header, payloads)
+        except BaseException as error:  # noqa: BLE001 - SystemExit, KeyboardInterrupt: reported, not obeyed
+            reply, reply_payloads = _error_reply(error), []
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        reply.update(stdout=out.value(), stderr=err.value(), forbidden=dict(CALLS))
+        try:
+            wire.send(self.sock, reply, reply_payloads)
+        except (OSError, ValueError):
+            return False
+        return True
 
     def handle(self, header: dict, payloads: list[bytes]) -> tuple[dict, list[bytes]]:
         op = header.get("op")
@@ -223,30 +234,41 @@ class Child:
     def _trusted(self, name: str):
         """A stand-in for the graded name `name` that the grader computes: each call (and, for gradients, each
         backward) is a "callback" message on this submission's socket, answered by the grader before it reads the
-        reply to its own request. The trusted code never enters this process."""
+        reply to its own request. The trusted code never enters this process. A call that will be differentiated
+        asks the grader to keep its graph, so the backward pass sends only the output gradients."""
         def trusted(*args, **kwargs):
-            outputs, single = self._callback({"kind": "call", "name": name}, args, kwargs)
             tensors = [a for a in args if isinstance(a, torch.Tensor)]
-            if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            differentiable = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+            reply, outputs = self._callback({"kind": "call", "name": name, "keep": differentiable}, args, kwargs)
+            if differentiable:
+                kept = reply.get("call")
+
                 def vjp(grads):
-                    return self._callback({"kind": "vjp", "name": name}, args, kwargs, grads)[0]
+                    answer, received = self._callback({"kind": "vjp", "name": name, "call": kept}, args, kwargs,
+                                                      grads, send_args=False)
+                    if answer.get("forgotten"):
+                        answer, received = self._callback({"kind": "vjp", "name": name}, args, kwargs, grads)
+                    return received
                 outputs = _TrustedGradient.apply(vjp, outputs, *tensors)
-            return outputs[0] if single else tuple(outputs)
+            return outputs[0] if reply.get("single") else tuple(outputs)
         trusted.__name__ = name
         return trusted
 
-    def _callback(self, header: dict, args: tuple, kwargs: dict, grads: tuple = ()) -> tuple[list, bool]:
+    def _callback(self, header: dict, args: tuple, kwargs: dict, grads: tuple = (), *,
+                  send_args: bool = True) -> tuple[dict, list]:
+        """(the grader's reply, the values it holds, on the arguments' device)."""
         payloads: list[bytes] = []
-        header = dict(header, op="callback", args=[wire.encode(a, payloads) for a in args],
-                      kwargs={k: wire.encode(v, payloads) for k, v in kwargs.items()},
-                      grad_outputs=[wire.encode(g, payloads) for g in grads])
+        header = dict(header, op="callback", grad_outputs=[wire.encode(g, payloads) for g in grads])
+        if send_args:
+            header.update(args=[wire.encode(a, payloads) for a in args],
+                          kwargs={k: wire.encode(v, payloads) for k, v in kwargs.items()})
         wire.send(self.sock, header, payloads)
         reply, data = wire.receive(self.sock)
         if reply.get("ok") is not True:
             raise RuntimeError(str(reply.get("message", "the trusted function failed")))
         device = next((a.device for a in args if isinstance(a, torch.Tensor)), "cpu")
-        values = [wire.decode(v, data) for v in reply["values"]]
-        return [v.to(device) if isinstance(v, torch.Tensor) else v for v in values], bool(reply.get("single"))
+        values = [wire.decode(v, data) for v in reply.get("values", [])]
+        return reply, [v.to(device) if isinstance(v, torch.Tensor) else v for v in values]
 
     def exec_cells(self, cells: list[dict]) -> dict:
         results = []

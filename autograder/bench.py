@@ -10,7 +10,8 @@ numbers taken in the same run:
 - warm: batches of correct and of wrong submissions graded with `--jobs 2`,
   wall and machine CPU per submission, against the in-process floor (the same
   checks calling the same student functions with no isolation, searched
-  afresh and replayed);
+  afresh and replayed); a second, smaller correct batch separates what one
+  more submission costs from what starting a batch costs;
 - nbgrader's own way: the same correct batch executed in kernels whose test
   cells run the very same checks next to the student's code;
 - the hostile corpus: an all-honest batch against one with hostile submissions;
@@ -40,6 +41,7 @@ from .samples import make_submission, variants
 
 ASSIGNMENT = "attention"
 PROJECTED_CLASS = 300
+SMALL_BATCH = 10   # a second, smaller correct batch: the difference is what one more submission costs
 KERNEL_TEST = """from autograder.bench import check_in_kernel
 check_in_kernel({assignment!r}, {item!r}, globals())"""
 
@@ -153,6 +155,17 @@ def _graded_batch(folder: Path, kinds: list[str], size: int, out: Path) -> dict:
             "cpu_per_submission_s": round(cpu / size, 3)}
 
 
+def _marginal(small: dict, large: dict) -> dict:
+    """What one more submission costs a batch, from two batch sizes, and what starting a batch costs (the job
+    slots' interpreters and worker pools, the class report): CPU a class pays once, not per submission."""
+    size = large["size"] - small["size"]
+    cpu = (large["cpu_per_submission_s"] * large["size"] - small["cpu_per_submission_s"] * small["size"]) / size
+    wall = (large["seconds"] - small["seconds"]) / size
+    return {"marginal_cpu_per_submission_s": round(cpu, 3), "marginal_wall_per_submission_s": round(wall, 3),
+            "startup_cpu_s": round(large["cpu_per_submission_s"] * large["size"] - cpu * large["size"], 1),
+            "small_batch": small}
+
+
 def _cli(*args: str) -> float:
     """Wall seconds of one fresh `python -m autograder ...` (its output is not needed)."""
     seconds, _ = _timed(subprocess.run, [sys.executable, "-m", "autograder", *args], cwd=ROOT,
@@ -253,6 +266,8 @@ def run(out: Path, size: int = 50) -> dict:
     out.mkdir(parents=True)
     release([ASSIGNMENT])
     correct = _graded_batch(out / "correct", ["reference"], size, out / "correct_grades")
+    small = _graded_batch(out / "correct_small", ["reference"], SMALL_BATCH, out / "correct_small_grades")
+    correct.update(_marginal(small, correct))
     wrong = _graded_batch(out / "wrong", _wrong_kinds(), size, out / "wrong_grades")
     course = _nbgrader_course(out, out / "correct")
     nbgrader_s, _ = _timed(_nbgrader, course, "autograde", ASSIGNMENT, "--force")
@@ -269,7 +284,8 @@ def run(out: Path, size: int = 50) -> dict:
         "correct_batch": correct,
         "wrong_batch": wrong,
         "in_process_floor": floor,
-        "cpu_ratio_correct_to_floor": round(correct["cpu_per_submission_s"] / floor["replayed_cpu_s"], 2),
+        "cpu_ratio_correct_to_floor": round(correct["marginal_cpu_per_submission_s"] / floor["replayed_cpu_s"], 2),
+        "cpu_ratio_correct_to_floor_with_startup": round(correct["cpu_per_submission_s"] / floor["replayed_cpu_s"], 2),
         "nbgrader": {"seconds": round(nbgrader_s, 1), "per_submission_s": round(nbgrader_s / size, 3),
                      "note": "nbgrader autograde with its Execute preprocessor, COURSE_FAST=1, same rubric "
                              "in-kernel, the same correct batch"},
@@ -318,9 +334,11 @@ def summary(results: dict) -> str:
         f"{cold_run['grade_one_correct_recording_replays_s']} s when it records the replay file first",
         f"  refused: {refusals}",
         f"  {correct['size']} correct (--jobs 2): {correct['seconds']} s, {correct['wall_per_submission_s']} s wall "
-        f"and {correct['cpu_per_submission_s']} s CPU each; in-process floor {floor['replayed_cpu_s']} s CPU "
-        f"replayed, {floor['searched_cpu_s']} s searched afresh ({results['cpu_ratio_correct_to_floor']}x the "
-        "replayed floor)",
+        f"and {correct['cpu_per_submission_s']} s CPU each with the batch's start-up; each one more costs "
+        f"{correct['marginal_cpu_per_submission_s']} s CPU (start-up {correct['startup_cpu_s']} s CPU, from a "
+        f"batch of {correct['small_batch']['size']}); in-process floor {floor['replayed_cpu_s']} s CPU replayed, "
+        f"{floor['searched_cpu_s']} s searched afresh ({results['cpu_ratio_correct_to_floor']}x the replayed "
+        f"floor, {results['cpu_ratio_correct_to_floor_with_startup']}x with the start-up)",
         f"  {wrong['size']} wrong (--jobs 2): {wrong['seconds']} s, {wrong['wall_per_submission_s']} s wall each",
         f"  nbgrader autograde, same correct batch: {results['nbgrader']['seconds']} s "
         f"({results['throughput_ratio_correct']}x slower)",

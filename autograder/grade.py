@@ -285,9 +285,9 @@ class Grader:
     def _start(self, cells: list[dict], notes: list[str], deadline: float):
         """A fresh session with the submission's cells run in it, stopped by the worker pool even during a
         check when the clock reaches the submission's `deadline`; cell errors become notes."""
-        session = self.pool.session(deadline=deadline)
+        session = self.pool.session(deadline=deadline, watch=self.assignment.rubric.watched_calls)
         try:
-            results = session.exec_cells(cells, watch=self.assignment.rubric.watched_calls)
+            results = session.exec_cells(cells)
         except WorkerError:
             session.close()
             raise

@@ -40,8 +40,8 @@ def pool():
 
 
 def counted(pool: WorkerPool, source: str, *args) -> dict[str, int]:
-    with pool.session() as session:
-        [cell] = session.exec_cells([{"id": "cell", "source": source}], watch=RUBRIC.watched_calls)
+    with pool.session(watch=RUBRIC.watched_calls) as session:
+        [cell] = session.exec_cells([{"id": "cell", "source": source}])
         assert cell.ok, cell.error
         result = session.call("f", list(args), {})
         assert result.ok, result.message

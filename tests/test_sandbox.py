@@ -35,6 +35,15 @@ def test_tensors_round_trip_bit_for_bit(dtype, shape):
     assert torch.equal(back, original)
 
 
+@pytest.mark.parametrize("view", [lambda t: t.t(), lambda t: t[::2], lambda t: t.conj(), lambda t: t.expand(3, 4, 4)[1]],
+                         ids=["transposed", "strided", "conjugated", "expanded"])
+def test_views_round_trip_as_the_values_they_show(view):
+    original = view(torch.randn(4, 4, dtype=torch.complex64))
+    payloads: list[bytes] = []
+    back = wire.decode(wire.encode(original, payloads), payloads)
+    assert back.is_contiguous() and torch.equal(back, original.resolve_conj())
+
+
 def test_nested_values_round_trip():
     value = (1, 2.5, float("nan"), None, True, "text", [torch.ones(2)], {"a": torch.zeros(1)}, torch.bfloat16)
     payloads: list[bytes] = []

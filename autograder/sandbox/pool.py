@@ -323,17 +323,19 @@ class WorkerPool:
         except (OSError, ValueError, AttributeError):
             self.restart()
 
-    def session(self, attempts: int = 3, deadline: float | None = None) -> "Session":
+    def session(self, attempts: int = 3, deadline: float | None = None,
+                watch: list[list[str]] | tuple = ()) -> "Session":
         """A fresh worker for one submission, stopped when the clock (time.monotonic) reaches `deadline`
-        (by default `limits.submission_wall_s` from now). A fork server that fails to fork is restarted:
-        that is never the fault of the submission about to be graded."""
+        (by default `limits.submission_wall_s` from now), whose replies count the calls of every [label, path]
+        of `watch` (see worker.watch). A fork server that fails to fork is restarted: that is never the fault of
+        the submission about to be graded."""
         if deadline is None:
             deadline = time.monotonic() + self.limits.submission_wall_s
         error = ""
         for _ in range(attempts):
             if not self.alive():
                 self.restart()
-            session = self._fork(deadline)
+            session = self._fork(deadline, [list(pair) for pair in watch])
             if isinstance(session, Session):
                 return session
             error = session
@@ -341,7 +343,7 @@ class WorkerPool:
         raise WorkerCrashed(f"the worker could not be started ({attempts} attempts{': ' + error if error else ''}); "
                             "the grading host may be out of memory or processes")
 
-    def _fork(self, deadline: float) -> "Session | str":
+    def _fork(self, deadline: float, watch: list[list[str]]) -> "Session | str":
         """A new session, or why there is none."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
@@ -349,7 +351,7 @@ class WorkerPool:
         limits = {"memory_bytes": self.limits.memory_bytes, "file_bytes": self.limits.file_bytes,
                   "nprocs": self.limits.nprocs, "submission_cpu_s": self.limits.submission_cpu_s}
         try:
-            socket.send_fds(self.control, [json.dumps({"op": "fork", "limits": limits, "uid": uid}).encode()],
+            socket.send_fds(self.control, [json.dumps({"op": "fork", "limits": limits, "uid": uid, "watch": watch}).encode()],
                             [theirs.fileno()])
         except OSError as error:
             ours.close()
@@ -501,10 +503,15 @@ class Session:
         waiting = _Waiting(time.monotonic() + self.pool.limits.call_wall_s)
         while True:
             reply = self._next_message(waiting, max_bytes)
-            if reply[0].get("op") != "callback":
-                self.trusted.forget()
-                return reply
-            self._answer_callback(*reply)
+            if reply[0].get("op") == "callback":
+                self._answer_callback(*reply)
+                continue
+            self.trusted.forget()
+            if not self.pool.intact():
+                self._kill()
+                raise WorkerCrashed("your code signalled or killed the grader's worker process; its answer was "
+                                    "discarded")
+            return reply
 
     def _next_message(self, waiting: _Waiting, max_bytes: int) -> tuple[dict, list[bytes]]:
         """Wait for the worker's next message within the call's CPU and wall limits and the submission's."""
@@ -522,9 +529,6 @@ class Session:
         except wire.ProtocolError as error:
             raise self._stop(ProtocolError(f"the worker sent a malformed reply ({error}); "
                                            "did your code write to the grader's channel?")) from None
-        if not self.pool.intact():
-            self._kill()
-            raise WorkerCrashed("your code signalled or killed the grader's worker process; its answer was discarded")
         return reply
 
     def trust(self, functions: dict[str, Any]) -> None:
@@ -565,10 +569,9 @@ class Session:
             self._kill()
             raise ProtocolError(f"the worker sent a malformed value ({error})") from None
 
-    def exec_cells(self, cells: list[dict], watch: list[list[str]] = ()) -> list[CellResult]:
-        """Run `cells` in order; first wrap every [label, path] of `watch` so later calls report their use."""
-        reply, _ = self._request({"op": "exec", "cells": [{"id": c["id"], "source": c["source"]} for c in cells],
-                                  "watch": [list(pair) for pair in watch]}, [])
+    def exec_cells(self, cells: list[dict]) -> list[CellResult]:
+        """Run `cells` in order."""
+        reply, _ = self._request({"op": "exec", "cells": [{"id": c["id"], "source": c["source"]} for c in cells]}, [])
         try:
             return [CellResult(str(c["id"]), bool(c["ok"]), str(c.get("error", ""))[:4000],
                                str(c.get("stdout", ""))[:10000], str(c.get("stderr", ""))[:10000])

@@ -106,14 +106,19 @@ def encode(value: object, payloads: list[bytes], depth: int = 0) -> dict:
     if isinstance(value, ModuleTree):
         return {"t": "module_tree", "spec": value.spec}
     if type(value) is torch.Tensor:
-        data = value.detach().to("cpu").contiguous()
-        raw = data.reshape(-1).view(torch.uint8) if data.numel() else torch.empty(0, dtype=torch.uint8)
-        payloads.append(raw.numpy().tobytes())
-        name = DTYPE_NAMES.get(data.dtype)
+        name = DTYPE_NAMES.get(value.dtype)
         if name is None:
-            return {"t": "opaque", "type": "torch.Tensor", "why": f"a tensor of unsupported dtype {data.dtype}"}
+            return {"t": "opaque", "type": "torch.Tensor", "why": f"a tensor of unsupported dtype {value.dtype}"}
+        data = value.detach()
+        if data.device.type != "cpu":
+            data = data.cpu()
+        if data.dtype is torch.bfloat16:  # numpy has no bfloat16: the same bytes, read as int16
+            data = data.contiguous().view(torch.int16)
+        elif data.is_complex():
+            data = data.resolve_conj()
+        payloads.append(data.numpy().tobytes())  # in C order, whatever the tensor's strides
         return {"t": "tensor", "payload": len(payloads) - 1, "dtype": name, "shape": list(data.shape),
-                "device": str(value.device), "requires_grad": bool(value.requires_grad)}
+                "device": str(value.device), "requires_grad": value.requires_grad}
     if isinstance(value, torch.Tensor):
         return {"t": "opaque", "type": _type_name(value),
                 "why": f"a subclass of torch.Tensor ({_type_name(value)}) instead of a plain torch.Tensor"}

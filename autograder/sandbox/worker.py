@@ -119,11 +119,13 @@ def _without_magics(source: str) -> str:
 
 # --- forbidden shortcuts ------------------------------------------------------------------------
 # The rubric may forbid calls that defeat an exercise (torch's own attention inside the student's).
-# Before the submission's cells run, every path the grader names is replaced, in every torch module
-# that holds the same object, by a wrapper that counts its calls; each reply carries the counts made
-# while serving it. Counts are data: the grader decides what they cost. Code running in this process
-# can still get around the wrappers (the README says how); they catch aliases, getattr tricks and
-# calls made inside torch's own functions.
+# Every path the grader names with a fork request is replaced, in every torch module that holds the
+# same object, by a wrapper that counts its calls. That is done here in the fork server, once per path
+# (finding every holder takes tens of milliseconds), so each submission's process inherits the wrappers.
+# Each reply carries the counts made while serving it, of the calls its own grader named. Counts are
+# data: the grader decides what they cost. Code running in this process can still get around the
+# wrappers (the README says how); they catch aliases, getattr tricks and calls made inside torch's own
+# functions.
 
 CALLS: dict[str, int] = {}  # label -> calls since the current request began
 WATCHED: set[str] = set()   # paths already wrapped in this process
@@ -180,8 +182,9 @@ def watch(pairs: list) -> None:
 class Child:
     """Serves one submission's requests: exec cells, call functions, run modules."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, reported: set[str]):
         self.sock = sock
+        self.reported = reported  # the labels of the watched calls this submission's grader asked about
         self.namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__}
 
     def serve(self) -> None:
@@ -209,7 +212,8 @@ class Child:
             reply, reply_payloads = _error_reply(error), []
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        reply.update(stdout=out.value(), stderr=err.value(), forbidden=dict(CALLS))
+        reply.update(stdout=out.value(), stderr=err.value(),
+                     forbidden={label: count for label, count in CALLS.items() if label in self.reported})
         try:
             wire.send(self.sock, reply, reply_payloads)
         except (OSError, ValueError):
@@ -219,7 +223,6 @@ class Child:
     def handle(self, header: dict, payloads: list[bytes]) -> tuple[dict, list[bytes]]:
         op = header.get("op")
         if op == "exec":
-            watch(header.get("watch") or [])
             return self.exec_cells(header["cells"]), []
         if op == "call":
             return self.call(header, payloads)
@@ -499,7 +502,7 @@ def run_child(sock: socket.socket, request: dict, config: dict) -> None:
             return
         # The grader learns our pid as its pid namespace numbers it from this message's credentials.
         sock.sendall(b"H" + str(server_pid).encode())
-        Child(sock).serve()
+        Child(sock, {str(label) for label, _ in request.get("watch") or []}).serve()
     finally:
         if home.startswith(tempfile.gettempdir() + "/submission-"):  # a folder of our own (the other homes
             shutil.rmtree(home, ignore_errors=True)                  # vanish with their namespace or server)
@@ -612,6 +615,7 @@ def serve_forever(control: socket.socket, config: dict) -> None:
             continue
         if not fds:
             continue
+        watch(request.get("watch") or [])  # once per path in this server: every later child inherits the wrapper
         sock = socket.socket(fileno=fds[0])
         sock.set_inheritable(False)  # the namespace's pid 1 (an exec'd program) must not hold it open
         if config["namespaces"]:

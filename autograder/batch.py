@@ -328,7 +328,8 @@ def grade_batch(assignment: Assignment, submissions: list[Submission], out: Path
     """Grade every submission not already graded in `out` with this rubric version, and any stale result whose
     notebook is still there; write grades.csv; return the results of this version in `out`. A single
     submission to grade is graded in this process (with `pool` if given); more go to `jobs` job slots. With
-    `replay`, every check first tries the examples the reference passes (see `autograder.replays`; same grades).
+    `replay`, every check's examples and the reference's outputs come from the replay file instead of being
+    drawn afresh for every submission (see `autograder.replays`; same grades).
 
     Raises BatchInterrupted on Ctrl-C, after writing grades.csv for what is finished."""
     with OutputLock(out):

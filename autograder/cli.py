@@ -230,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--require-isolation", choices=sandbox.LEVELS, default=None, metavar="LEVEL",
                        help="refuse to grade below LEVEL")
     grade.add_argument("--no-replay", action="store_true",
-                       help="search every check afresh for every submission instead of first replaying the examples "
-                            "the reference passes (slower; the grades are the same)")
+                       help="draw every check's examples and the reference's outputs afresh for every submission "
+                            "instead of reading them from the replay file (slower; the same calls and grades)")
     grade.set_defaults(run=_grade)
 
     notebooks = commands.add_parser("build", help="build assignments/source/*.ipynb from the authoring files")

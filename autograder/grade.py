@@ -205,8 +205,8 @@ def _item_result(item: Item, outcomes: list[Outcome], dependency: str | None = N
 
 
 class Grader:
-    """Grades submissions of one assignment with one worker pool (one per job slot). With `replays`, each
-    check first tries the examples a passing search drew (see `autograder.replays`); the grades are the same."""
+    """Grades submissions of one assignment with one worker pool (one per job slot). With `replays`, every
+    check's listed examples come from them instead of being drawn (see `autograder.runner`); the grades are the same."""
 
     def __init__(self, assignment: Assignment, pool: WorkerPool, limits: Limits, *, replays: Replays | None = None):
         self.assignment = assignment

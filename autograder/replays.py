@@ -1,8 +1,8 @@
 """Replays: the examples a passing search draws, kept so that no submission pays for drawing them.
 
-Examples are derandomized, so every submission that passes a check draws
-exactly the same examples, in the same order (the search only takes another
-path after a failure). `runner.run_check` runs every check on that list
+Examples are drawn with a fixed seed, so every submission that passes a
+check draws exactly the same examples, in the same order (the search only
+takes another path after a failure). `runner.run_check` runs every check on that list
 first, each example with the reference's side of it (`Check.expect`), and
 searches only when one of them fails. `record` draws the lists of every
 check once, in this process.
@@ -176,7 +176,7 @@ def load(assignment: Any, source: Path) -> Replays | None:
     except (OSError, ValueError, KeyError, TypeError, struct.error, wire.ProtocolError) as error:
         if not isinstance(error, FileNotFoundError):
             print(f"note: ignoring the replay file {source} ({type(error).__name__}: {error}); the checks are "
-                  "searched afresh and the file is written again", file=sys.stderr)
+                  "drawn afresh and the file is written again", file=sys.stderr)
         return None
 
 

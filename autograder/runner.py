@@ -41,7 +41,8 @@ from .sandbox import WorkerError
 _NO_LOCAL_CONSTANTS = providers.Constants()
 providers._get_local_constants = lambda: _NO_LOCAL_CONSTANTS
 # Examples are drawn with this fixed seed, so they depend on the rubric and the strategies alone (hypothesis's
-# derandomize would hash the source of the search function here). It is the seed derandomize gave before.
+# derandomize would hash the source of the search function here). It is the seed derandomize used to derive,
+# kept so that no example changed.
 SEED = 35401236209418031901725317961645626989826389983500101851031222757370291916316237325103835382432441316191604849312036
 # A check runs its listed examples in chunks ending here (and at the list's end) and stops at the end of the first
 # chunk with a failure: a wrong submission usually fails the first example, and a chunk goes to the worker in one
@@ -165,15 +166,15 @@ def _run_listed(check: Check, listed: list[tuple[Any, Any]], student: object) ->
 
 def _verdicts(check: Check, pairs: list[tuple[Any, Any]], student: object) -> list[Mismatch | None]:
     """The verdicts on (example, expected) `pairs`, in order. When the check makes one call per example and the
-    session can batch, the calls go to the worker in one request (see `Planner`); else one at a time."""
+    session can batch, the calls go to the worker in one request (see `_Planner`); else one at a time."""
     session = getattr(student, "session", None)
     if not (check.one_call and hasattr(session, "batch") and len(pairs) > 1):
         return [_verdict(check, example, student, expected)[1] for example, expected in pairs]
-    calls = [Planner.call_of(check, example, expected, student) for example, expected in pairs]
+    calls = [_Planner.call_of(check, example, expected, student) for example, expected in pairs]
     results = session.batch([call for call in calls if call is not None])
     verdicts = []
     for (example, expected), call in zip(pairs, calls):
-        student.session = Answered(call, next(results) if call is not None else None)
+        student.session = _Answered(call, next(results) if call is not None else None)
         try:
             verdicts.append(_verdict(check, example, student, expected)[1])
         finally:
@@ -189,7 +190,7 @@ class _Planned(BaseException):
     """Stops a check's run at its call: only the call was wanted (a BaseException, so the run cannot catch it)."""
 
 
-class Planner:
+class _Planner:
     """A session stand-in that notes the call a check's run makes for one example and stops the run there."""
 
     def __init__(self) -> None:
@@ -218,7 +219,7 @@ class Planner:
         raise _Planned
 
 
-class Answered:
+class _Answered:
     """A session stand-in that answers the one planned call with the result the worker sent for it."""
 
     def __init__(self, planned: tuple[str, tuple, dict] | None, result: Any):

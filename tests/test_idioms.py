@@ -13,9 +13,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
+from autograder import replays
 from autograder.batch import discover, grade_batch
-from autograder.grade import Assignment, known_assignments
+from autograder.grade import Assignment, Grader, known_assignments
+from autograder.sandbox import Limits, WorkerPool
+from autograder.sandbox.pool import Session
 from autograder.samples import filled_notebook, implementation_code
 
 pytestmark = [pytest.mark.grader, pytest.mark.slow, pytest.mark.xdist_group("release")]
@@ -85,15 +89,35 @@ def test_each_implementation_fails_exactly_its_concepts(path, corpus_grades):
         assert test["score"] == pytest.approx(item.points - lost, abs=1e-3), (item.name, test["output"])
 
 
-def test_replayed_examples_and_two_jobs_give_the_json_of_one_job_searching_afresh(corpus_folders, corpus_grades,
-                                                                                  tmp_path):
-    """A slot replays the examples of checks passed before (runner.Replays): wrong files graded after correct
-    ones take the replay's failing path. Graded again with one job and every check searched afresh, every
-    result is byte-identical apart from its timing."""
-    def without_timing(result: dict) -> str:
-        return json.dumps({**result, "execution_time": None}, sort_keys=True)
+def without_timing(result: dict) -> str:
+    return json.dumps({**result, "execution_time": None}, sort_keys=True)
 
+
+def test_replayed_examples_and_two_jobs_give_the_json_of_one_job_drawing_afresh(corpus_folders, corpus_grades,
+                                                                                tmp_path):
+    """corpus_grades read every check's list from the replay file, with two job slots. Graded again with one
+    job and every list drawn afresh for every submission, every result is byte-identical apart from its
+    timing."""
     afresh = graded(corpus_folders, tmp_path, jobs=1, replay=False)
     assert afresh.keys() == corpus_grades.keys()
     for key, result in afresh.items():
         assert without_timing(corpus_grades[key]) == without_timing(result), key
+
+
+def test_one_call_per_request_gives_the_json_of_batched_chunks(corpus_folders, corpus_grades, monkeypatch):
+    """corpus_grades sent each chunk of one-call examples to the worker in one request. Graded again in this
+    process with every call in a request of its own, every result is byte-identical apart from its timing."""
+    monkeypatch.delattr(Session, "batch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # as in a job slot: the reference's rounding must not change
+    try:
+        with WorkerPool() as pool:
+            for name, folder in corpus_folders.items():
+                assignment = Assignment.load(name)
+                grader = Grader(assignment, pool, Limits(), replays=replays.prepared(assignment))
+                for submission in discover([folder], name):
+                    result = grader.grade(submission.path, submission.id)
+                    assert without_timing(result) == without_timing(corpus_grades[f"{name}/{submission.id}"]), \
+                        submission.id
+    finally:
+        torch.set_num_threads(threads)

@@ -179,6 +179,29 @@ def test_a_call_that_kills_or_hangs_the_worker_in_a_batch_is_reported_at_that_ca
     assert results[0].value == 10 and len(results) == 2 and error in str(results[1])
 
 
+LATE_BACKWARD = """
+import torch
+def forward(x):
+    global leaf, out
+    leaf = x.clone().requires_grad_()
+    out = double(leaf)
+    return out.detach()
+def backward():
+    (3 * out).sum().backward()
+    return leaf.grad
+"""
+
+
+def test_a_backward_pass_through_a_stand_in_after_its_request_ended_gets_the_gradient_all_the_same(pool):
+    # The grader drops the graphs it kept for a request once it answers it: the backward pass made in a later
+    # request sends the stand-in's arguments again.
+    with pool.session() as session:
+        session.exec_cells([{"id": "cell", "source": LATE_BACKWARD}])
+        session.trust({"double": lambda x: 2 * x})
+        assert torch.equal(session.call("forward", [torch.ones(3)], {}).value, torch.full((3,), 2.0))
+        assert torch.equal(session.call("backward", [], {}).value, torch.full((3,), 6.0))
+
+
 @pytest.mark.parametrize("body, error", [
     ("raise ValueError('bad size')", "ValueError"),
     ("raise SystemExit(1)", "SystemExit"),

@@ -202,9 +202,7 @@ class _Planner:
         session, student.session = student.session, cls()
         try:
             check.run(example, expected, student)
-        except _Planned:
-            pass
-        except Exception:  # noqa: BLE001 - raised before any call: the verdict's run raises it again and reports it
+        except (_Planned, Exception):  # noqa: BLE001 - an error before any call: the verdict's run reports it
             pass
         finally:
             planner, student.session = student.session, session

@@ -351,8 +351,8 @@ class WorkerPool:
         limits = {"memory_bytes": self.limits.memory_bytes, "file_bytes": self.limits.file_bytes,
                   "nprocs": self.limits.nprocs, "submission_cpu_s": self.limits.submission_cpu_s}
         try:
-            socket.send_fds(self.control, [json.dumps({"op": "fork", "limits": limits, "uid": uid, "watch": watch}).encode()],
-                            [theirs.fileno()])
+            request = {"op": "fork", "limits": limits, "uid": uid, "watch": watch}
+            socket.send_fds(self.control, [json.dumps(request).encode()], [theirs.fileno()])
         except OSError as error:
             ours.close()
             return str(error)
@@ -613,12 +613,12 @@ class Session:
         """Make `calls` ((method, args, kwargs) of `call` or `call_module`) in one request; yield their results in
         order, each as the worker sends it, every call within the limits of one. The worker makes every call,
         whatever the ones before it returned. Stopping before the last result stops the session."""
+        kinds = {"call": (self._call_header, self._call_result), "call_module": (self._module_header, self._module_result)}
         payloads: list[bytes] = []
         requests, limits = [], []
         for method, args, kwargs in calls:
             mark = len(payloads)
-            build = {"call": self._call_header, "call_module": self._module_header}[method]
-            requests.append(build(payloads, *args, **kwargs))
+            requests.append(kinds[method][0](payloads, *args, **kwargs))
             limits.append(wire.reply_limit(payloads[mark:]))
         self._send({"op": "batch", "requests": requests}, payloads)
         answered = 0
@@ -626,7 +626,7 @@ class Session:
             for (method, _, _), limit in zip(calls, limits):
                 reply = self._reply(limit)
                 answered += 1
-                yield self._call_result(*reply) if method == "call" else self._module_result(*reply)
+                yield kinds[method][1](*reply)
         finally:
             if answered < len(calls) and not self.stopped:
                 self._stop(WorkerCrashed("the grader stopped reading this submission's answers"))
